@@ -103,7 +103,8 @@ class SuperLoRA:
         alpha = c["alpha"]
         if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha)):
             raise SpecError("alpha", alpha, "None or a finite number")
-        if isinstance(c["split_factor"], bool) or not isinstance(c["split_factor"], int) or c["split_factor"] == 0 or c["split_factor"] < -1:
+        factor = c["split_factor"]
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor == 0 or factor < -1:
             raise SpecError("split_factor", c["split_factor"], "-1 (balanced) or a positive integer")
         for name, value in (c["scale"] or {}).items():
             if name not in self._by_name:
@@ -157,7 +158,8 @@ class SuperLoRA:
         elif isinstance(rank, tuple) and len(rank) == M and all(is_positive_int(r) for r in rank):
             ranks = [int(r) for r in rank]
         else:
-            raise SpecError("rank", c["rank"], f"a positive int, a tuple of {M} positive ints (one per mode), or a list of those per factor")
+            expected = f"a positive int, a tuple of {M} positive ints (one per mode), or a list of those per factor"
+            raise SpecError("rank", c["rank"], expected)
         for m in identity:
             if isinstance(rank, tuple) and ranks[m] != shape[m]:
                 raise SpecError("rank", c["rank"], f"rank {shape[m]} for identity mode {m} (its size)")
