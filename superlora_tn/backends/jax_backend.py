@@ -19,6 +19,7 @@ __all__ = ["JaxBackend"]
 
 class JaxBackend(Backend):
     name = "jax"
+    einsum_backend = "jax"
     framework = "jax"
 
     def __init__(self) -> None:
