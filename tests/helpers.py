@@ -75,7 +75,7 @@ def reference_contract(spec: Any, params: dict[str, Any]) -> dict[str, np.ndarra
     params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
     ys = []
     for g in spec.groups:
-        Ts = [factor_tensor(f, lambda local, k=k: params[f"g{g.index}_k{k}_{local}"]) for k, f in enumerate(g.factors)]
+        Ts = [factor_tensor(f, lambda local, k=k, g=g: params[f"g{g.index}_k{k}_{local}"]) for k, f in enumerate(g.factors)]
         X = Ts[0]
         for T in Ts[1:]:
             X = np.kron(X, T)
