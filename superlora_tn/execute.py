@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["Program", "check_params", "contract", "group_outputs", "program", "run_program"]
 
 
+SMALL_OUTPUT = 1 << 14  # entries; below this per-call overhead dominates and memory order is cheap
+
+
 # --------------------------------------------------------------------------- pairwise programs
 @dataclass(frozen=True)
 class _Step:
@@ -53,6 +56,12 @@ class Program:
     equation: str
     steps: tuple[_Step, ...]
     out_shape: tuple[int, ...]
+    path: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def small(self) -> bool:
+        """Tiny outputs: one library einsum call along the cached path beats Python-level steps."""
+        return math.prod(self.out_shape) <= SMALL_OUTPUT and len(self.steps) > 1
 
 
 def _sizes(terms: list[str], shapes: tuple[tuple[int, ...], ...]) -> dict[str, int]:
@@ -130,7 +139,7 @@ def program(equation: str, shapes: tuple[tuple[int, ...], ...]) -> Program:
             step = _Step("einsum", ids, ",".join(picked) + "->" + res, shape=tuple(sizes[c] for c in res))
         steps.append(step)
         live.append(res)
-    return Program(equation, tuple(steps), out_shape)
+    return Program(equation, tuple(steps), out_shape, tuple(tuple(c) for c in path))
 
 
 def _prepare(be: Any, x: Any, perm: tuple[int, ...], shape: tuple[int, ...], dense: bool = False) -> Any:
@@ -145,6 +154,9 @@ def _prepare(be: Any, x: Any, perm: tuple[int, ...], shape: tuple[int, ...], den
 
 def run_program(prog: Program, operands: list[Any], be: Any, out: Any = None) -> Any:
     """Execute ``prog``; the result has ``prog.out_shape`` in C order (written into ``out`` if given)."""
+    if out is None and prog.small:
+        result = be.einsum_path(prog.equation, operands, prog.path)
+        return result if be.is_contiguous(result) else result.reshape(-1).reshape(prog.out_shape)
     live = list(operands)
     last = len(prog.steps) - 1
     for k, step in enumerate(prog.steps):
@@ -201,31 +213,43 @@ def check_params(spec: SuperLoRA, params: Mapping[str, Any]) -> None:
             raise SpecError(f"params[{name!r}]", f"dtype {p.dtype}", f"one dtype for all parameters ({dtype})")
 
 
+def _batch_info(plan: Any) -> list[tuple]:
+    """Per batch, everything group_outputs needs, computed once per plan (keeps calls cheap)."""
+    info = getattr(plan, "_exec_info", None)
+    if info is None:
+        info = []
+        for batch in plan.batches:
+            t = batch.template
+            names = [[g.tensors[i].name for g in batch.groups] for i in range(len(t.tensors))]
+            cut = tuple(slice(0, n) for n in t.fold) if t.kron_shape != t.fold else None
+            trunc = t.generated if math.prod(t.fold) != t.generated else None
+            info.append((batch, names, batch.program, (len(batch.groups), *t.kron_shape), cut, trunc,
+                         [g.index for g in batch.groups]))
+        plan._exec_info = info
+    return info
+
+
 def group_outputs(spec: SuperLoRA, params: Mapping[str, Any], backend: Any) -> list[Any]:
     """Each group's n entries (after the cut and the projection), as 1-D arrays in group order."""
     plan = spec.plan()
     like = next(iter(params.values()))
     consts = plan.constants(backend, like)
     out: list[Any] = [None] * len(spec.groups)
-    for batch, proj_consts in zip(plan.batches, consts["projections"]):
-        t = batch.template
-        names = [node.name for node in t.tensors]
-        if batch.batched:
-            operands = [backend.stack([params[g.tensors[i].name] for g in batch.groups]) for i in range(len(names))]
+    for (batch, names, prog, kron, cut, trunc, indices), proj_consts in zip(_batch_info(plan), consts["projections"]):
+        if len(indices) > 1:
+            operands = [backend.stack([params[n] for n in group_names]) for group_names in names]
         else:
-            operands = [params[name] for name in names]
-        raw = run_program(batch.program, operands, backend)
-        B = len(batch.groups)
-        x = raw.reshape(B, *t.kron_shape)
-        if t.kron_shape != t.fold:
-            x = x[(slice(None), *(slice(0, n) for n in t.fold))]
-        x = x.reshape(B, -1)
-        if math.prod(t.fold) != t.generated:
-            x = x[:, : t.generated]
+            operands = [params[group_names[0]] for group_names in names]
+        x = run_program(prog, operands, backend).reshape(kron)
+        if cut is not None:
+            x = x[(slice(None), *cut)]
+        x = x.reshape(kron[0], -1)
+        if trunc is not None:
+            x = x[:, :trunc]
         if proj_consts is not None:
-            x = t.projection.apply(x, proj_consts, backend)
-        for b, g in enumerate(batch.groups):
-            out[g.index] = x[b]
+            x = batch.template.projection.apply(x, proj_consts, backend)
+        for b, g in enumerate(indices):
+            out[g] = x[b]
     return out
 
 

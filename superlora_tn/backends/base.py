@@ -110,6 +110,10 @@ class Backend(ABC):
         """y with ``y[index] = x`` (``index`` a permutation, an integer array of this backend)."""
         raise NotImplementedError
 
+    def einsum_path(self, equation: str, operands: Sequence[Any], path: Sequence[tuple[int, ...]]) -> Any:
+        """einsum along a precomputed opt_einsum contraction path (no path search per call)."""
+        return opt_einsum.contract(equation, *operands, optimize=list(path), backend=self.einsum_backend)
+
     def einsum(self, equation: str, *operands: Any) -> Any:
         """Plain einsum through opt_einsum (no cached expression)."""
         return opt_einsum.contract(equation, *operands, backend=self.einsum_backend)

@@ -62,6 +62,14 @@ class TorchBackend(Backend):
     def transpose(self, x: Any, axes: Sequence[int]) -> Any:
         return x.permute(*axes)
 
+    def einsum_path(self, equation: str, operands: Sequence[Any], path: Sequence[tuple[int, ...]]) -> Any:
+        # torch.einsum minus its per-call path search: its C++ kernel takes the flattened path
+        flat = [i for pair in path for i in pair]
+        try:
+            return self.torch._VF.einsum(equation, list(operands), path=flat)
+        except (AttributeError, TypeError, RuntimeError):
+            return self.torch.einsum(equation, *operands)
+
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         if out is None:
             return self.torch.matmul(a, b)
@@ -92,4 +100,4 @@ class TorchBackend(Backend):
         return self.torch.index_select(x, 0, index)
 
     def scatter(self, x: Any, index: Any) -> Any:
-        return self.torch.empty_like(x).index_copy(0, index, x)
+        return self.torch.empty_like(x).index_copy_(0, index, x)
