@@ -31,7 +31,7 @@ from .presets import group_by_kind
 from .projection import Fastfood
 from .spec import SuperLoRA
 
-__all__ = ["Candidate", "fit_budget", "settings_grid", "variant_of"]
+__all__ = ["Candidate", "best_per_variant", "fit_budget", "settings_grid", "variant_of"]
 
 MAX_RANK = 4096
 
@@ -179,3 +179,11 @@ def fit_budget(targets: Mapping[str, Sequence[int]], budget: int | float, *, top
         if c.spec(targets).num_params != c.params:
             raise AssertionError(f"budget count mismatch for {c.describe()}")
     return found
+
+
+def best_per_variant(candidates: Sequence[Candidate]) -> dict[str, Candidate]:
+    """The first (best-ranked) candidate of each named variant, in ranking order."""
+    best: dict[str, Candidate] = {}
+    for c in candidates:
+        best.setdefault(c.variant, c)
+    return best
