@@ -9,7 +9,7 @@ default selection, the attention query and value weights that LoRA papers adapt.
 (160, (1024, 8192))
 >>> len(preset_targets("vit-b16", "all"))
 72
->>> [len(g) for g in group_by_kind(preset_targets("vit-b16"))]
+>>> list(map(len, group_by_kind(preset_targets("vit-b16"))))
 [12, 12]
 """
 
