@@ -163,3 +163,25 @@ def test_python_dash_m(tmp_path):
                           capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": ""}, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["totals"]["params"] == 294912
+
+
+def test_verify_table_and_exit_code_with_reductions(monkeypatch, capsys):
+    """verify against the reductions API (faked here when the module is not in this build)."""
+    import types
+
+    import superlora_tn
+
+    class Report:
+        def __init__(self, name):
+            self.max_error = 1.0 if name == "broken" else 1e-17
+            self.relative_error = self.max_error
+
+    names = ("lora", "broken")
+    fake_variants = types.SimpleNamespace(VARIANTS=names, build=lambda name, targets, rank: slt.SuperLoRA(targets, rank=rank))
+    fake_reductions = types.ModuleType("superlora_tn.reductions")
+    fake_reductions.check_reduction = lambda spec, name, backend, dtype, seed: Report(name)
+    monkeypatch.setitem(sys.modules, "superlora_tn.reductions", fake_reductions)
+    monkeypatch.setattr(superlora_tn, "variants", fake_variants, raising=False)
+    assert main(["verify", "--backends", "numpy"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "pass" in out and "1/2 passed" in out
