@@ -242,6 +242,12 @@ class SuperLoRA:
 
         return summary(self)
 
+    def identify(self) -> str:
+        """The named variant this spec reduces to ("lora", "lokr", ...), else "superlora"."""
+        from .reductions import identify
+
+        return identify(self)
+
     # ----------------------------------------------------------------- identity
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description: targets and every argument (see ``from_dict``)."""
