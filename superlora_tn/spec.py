@@ -197,6 +197,12 @@ class SuperLoRA:
         """The factor dW of target ``name`` is multiplied by: alpha / r times its own scale."""
         return self.scale_factor * float((self.config["scale"] or {}).get(name, 1.0))
 
+    def identify(self) -> str:
+        """The named variant this spec reduces to ("lora", "lokr", ...), else "superlora"."""
+        from .reductions import identify
+
+        return identify(self)
+
     # ----------------------------------------------------------------- arrays
     @cached_property
     def _plan(self) -> Any:
