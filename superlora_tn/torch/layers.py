@@ -13,7 +13,10 @@ computes ``y = base(x) + delta(x)`` where delta is
 Materialised dW come from the owning :class:`AdaptedModel`'s per-forward cache, filled by ONE
 ``spec.contract`` (all groups, batched) the first time a layer needs it in a forward pass.
 The adapter runs in its own dtype (float32 by default): x is cast to it and the delta cast back
-to the base output's dtype, so a bfloat16/float16 base model keeps its dtype and autocast works.
+to the base output's dtype, so a bfloat16/float16 base model keeps its dtype. Under autocast the
+tensor network itself (dW, or the factored einsum) runs with autocast off, in the adapter dtype
+(torch autocasts matmul but not tensordot, and opt_einsum uses both); the final x @ dW^T or
+convolution is autocast as usual.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class LayerHook:
             tokens = xc.numel() // max(1, xc.shape[-1])
             if self.use_factored(tokens):
                 owner.stats["factored"] += 1
-                delta = apply_delta(owner.spec, owner.adapter, self.info.name, xc)
+                with torch.autocast(xc.device.type, enabled=False):  # opt_einsum mixes matmul and tensordot
+                    delta = apply_delta(owner.spec, owner.adapter, self.info.name, xc)
             else:
                 delta = F.linear(xc, owner.delta(self.info.name))
         else:

@@ -117,7 +117,9 @@ class AdaptedModel(nn.Module):
     def deltas(self) -> dict[str, torch.Tensor]:
         """dW of every target, name -> tensor in the target's shape (one batched contraction)."""
         self.stats["contract"] += 1
-        return self.spec.contract(dict(self.adapter))
+        device = next(iter(self.adapter.values())).device.type
+        with torch.autocast(device, enabled=False):  # opt_einsum mixes matmul (autocast) and tensordot (not)
+            return self.spec.contract(dict(self.adapter))
 
     def delta(self, name: str) -> torch.Tensor:
         """dW of one target: from the per-forward cache (filled once per forward pass)."""

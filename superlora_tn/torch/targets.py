@@ -5,7 +5,8 @@ matching a module whose name equals it or ends with ``"." + name`` (so a list of
 selects exactly those modules). ``exclude`` follows the same rules and wins over ``targets``.
 Matched modules must be ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d`` or GPT-2's ``Conv1D``
 (``transformers.pytorch_utils.Conv1D``, weight stored (in, out) and transposed on the way in
-and out); anything else matched is refused with a ``SpecError``.
+and out). Containers (modules with children) that a selector matches are skipped; any other
+module of an unsupported kind (LayerNorm, Embedding, ...) matched is refused with a ``SpecError``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def find_targets(model: nn.Module, targets: Selector, exclude: Selector = None) 
         if not name or not matches(name, targets) or matches(name, exclude):
             continue
         kind = layer_kind(module)
+        if kind is None and next(module.children(), None) is not None:
+            continue  # a container (Block, ModuleList...) matched by the selector: its leaves decide
         if kind is None:
             unsupported.append(f"{name} ({type(module).__name__})")
             continue
