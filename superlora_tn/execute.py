@@ -32,6 +32,8 @@ def check_params(spec: SuperLoRA, params: Mapping[str, Any]) -> None:
     dtype = None
     for name, shape in expected.items():
         p = params[name]
+        if not hasattr(p, "shape") or not hasattr(p, "dtype"):
+            raise SpecError(f"params[{name!r}]", type(p).__name__, "an array (numpy, torch or jax)")
         if tuple(p.shape) != shape:
             raise SpecError(f"params[{name!r}]", f"shape {tuple(p.shape)}", f"shape {shape}")
         if dtype is None:
@@ -53,7 +55,7 @@ def group_outputs(spec: SuperLoRA, params: Mapping[str, Any], backend: Any) -> l
             operands = [backend.stack([params[g.tensors[i].name] for g in batch.groups]) for i in range(len(names))]
         else:
             operands = [params[name] for name in names]
-        raw = batch.expression(*operands, backend=backend.name)
+        raw = batch.expression(*operands, backend=backend.einsum_backend)
         B = len(batch.groups)
         x = raw.reshape(B, *t.kron_shape)
         if t.kron_shape != t.fold:

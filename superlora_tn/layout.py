@@ -56,13 +56,16 @@ def _balanced_chunks(targets: tuple[Target, ...], count: int) -> tuple[tuple[Seg
     bounds = [0]
     for g in range(count):
         bounds.append(bounds[-1] + base + (1 if g < extra else 0))
-    result = []
+    result: list[tuple[Segment, ...]] = []
+    t = 0  # first target that can overlap the current chunk: one pass over chunks and targets
     for lo, hi in itertools.pairwise(bounds):
-        segs = []
-        for t in targets:
-            a, b = max(lo, t.offset), min(hi, t.offset + t.size)
-            if a < b:
-                segs.append(Segment(t.name, a - t.offset, b - t.offset))
+        while targets[t].offset + targets[t].size <= lo:
+            t += 1
+        segs, j = [], t
+        while j < len(targets) and targets[j].offset < hi:
+            a, b = max(lo, targets[j].offset), min(hi, targets[j].offset + targets[j].size)
+            segs.append(Segment(targets[j].name, a - targets[j].offset, b - targets[j].offset))
+            j += 1
         result.append(tuple(segs))
     return tuple(result)
 

@@ -242,6 +242,12 @@ class SuperLoRA:
 
         return summary(self)
 
+    def draw(self, group: int = 0, path: Any = None) -> Any:
+        """Draw group ``group``'s tensor network (matplotlib Figure); save it to ``path`` (.png/.svg) if given."""
+        from .draw import draw
+
+        return draw(self, group, path)
+
     # ----------------------------------------------------------------- identity
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description: targets and every argument (see ``from_dict``)."""

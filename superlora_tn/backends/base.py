@@ -21,6 +21,8 @@ class Backend(ABC):
 
     #: name used by ``backend="..."`` and by opt_einsum
     name: str = ""
+    #: the opt_einsum backend that runs this backend's einsums (a third party may reuse one)
+    einsum_backend: str = ""
     #: top-level module whose presence in ``sys.modules`` allows dispatch by array type
     framework: str = ""
 
@@ -67,7 +69,7 @@ class Backend(ABC):
 
     def einsum(self, equation: str, *operands: Any) -> Any:
         """Plain einsum through opt_einsum (no cached expression)."""
-        return opt_einsum.contract(equation, *operands, backend=self.name)
+        return opt_einsum.contract(equation, *operands, backend=self.einsum_backend)
 
     def __repr__(self) -> str:
         return f"<superlora_tn backend {self.name!r}>"

@@ -19,6 +19,7 @@ __all__ = ["JaxBackend"]
 
 class JaxBackend(Backend):
     name = "jax"
+    einsum_backend = "jax"
     framework = "jax"
 
     def __init__(self) -> None:
@@ -36,7 +37,9 @@ class JaxBackend(Backend):
             dtype = np.asarray(a).dtype
         if dtype is not None:
             self._check_x64(dtype)
-        out = self.jnp.asarray(a, dtype=None if dtype is None else self.resolve_dtype(dtype))
+        # constants converted while a jit trace is running must stay concrete (not leak as tracers)
+        with self.jax.ensure_compile_time_eval():
+            out = self.jnp.asarray(a, dtype=None if dtype is None else self.resolve_dtype(dtype))
         return out if device is None else self.jax.device_put(out, device)
 
     def to_numpy(self, x: Any) -> np.ndarray:

@@ -14,6 +14,7 @@ __all__ = ["NumpyBackend"]
 
 class NumpyBackend(Backend):
     name = "numpy"
+    einsum_backend = "numpy"
     framework = "numpy"
 
     def is_array(self, x: Any) -> bool:

@@ -14,6 +14,7 @@ __all__ = ["TorchBackend"]
 
 class TorchBackend(Backend):
     name = "torch"
+    einsum_backend = "torch"
     framework = "torch"
 
     def __init__(self) -> None:
