@@ -283,3 +283,31 @@ def test_init_is_the_specs_seeded_init():
     zero = {k for k, p in b.adapter.items() if not p.any()}
     assert zero == {g.zero_block for g in b.spec.groups}
     assert isinstance(b, AdaptedModel) and float(b.deltas()["blocks.0.query"].detach().abs().max()) == 0.0
+
+
+def test_a_ready_spec_keeps_its_order_and_must_fit_the_model():
+    m = net()
+    spec = SuperLoRA({"blocks.1.value": (12, 12), "blocks.0.query": (12, 12)}, groups=1, fold="balanced", order=3, rank=2)
+    a = inject(m, spec=spec, zero_init=False)
+    assert a.spec is spec and list(a.layers) == ["blocks.1.value", "blocks.0.query"]
+    x = x_tokens()
+    torch.testing.assert_close(a(x), reference_forward(m, {k: v.detach() for k, v in a.deltas().items()}, x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(SpecError, match=r"blocks\.0\.query.*\(12, 13\)"):
+        inject(net(), targets=["blocks.0.query"], spec=SuperLoRA({"blocks.0.query": (12, 13)}, rank=2))
+    with pytest.raises(SpecError, match="nope"):
+        inject(net(), spec=SuperLoRA({"nope": (12, 12)}, rank=2))
+
+
+def test_calling_the_base_model_or_a_single_layer_also_adapts():
+    m = net()
+    a = inject(m, targets=["query", "value"], spec=dict(groups=1, fold="balanced", order=3, rank=2), zero_init=False)
+    x = x_tokens()
+    assert torch.equal(m(x), a(x))  # the hooks live on the base model itself
+    layer = m.blocks[0].query
+    d = a.deltas()["blocks.0.query"].detach()
+    torch.testing.assert_close(layer(x), x @ (layer.weight + d).T + layer.bias, atol=1e-5, rtol=1e-5)
+    assert a._cache is None and a._depth == 0  # nothing is left over between forward passes
+    with pytest.raises(RuntimeError):
+        a(torch.randn(2, 5, 7))  # wrong width: the forward fails inside a layer
+    assert a._cache is None and a._depth == 0
+    assert torch.equal(m(x), a(x))
