@@ -70,6 +70,13 @@ class Batch:
         return expression(self.equation, self.shapes)
 
     @property
+    def program(self) -> Any:
+        """The lowered program (GEMMs and broadcast products, output in C order)."""
+        from .execute import program
+
+        return program(self.equation, self.shapes)
+
+    @property
     def needs_cut(self) -> bool:
         """True when the Kronecker product has surplus rows or the fold surplus entries."""
         t = self.template
@@ -93,6 +100,8 @@ class Plan:
             by_key.setdefault(g.structure_key, []).append(g)
         self.batches = tuple(Batch(tuple(gs)) for gs in by_key.values())
         self.pieces = self._target_pieces()
+        #: parameter name -> shape (cached: checked on every contract call)
+        self.param_shapes = spec.param_shapes
         self._constants: dict[tuple, Any] = {}
 
     def _target_pieces(self) -> dict[str, list[tuple[int, int, int]]]:

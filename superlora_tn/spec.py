@@ -197,6 +197,12 @@ class SuperLoRA:
         """The factor dW of target ``name`` is multiplied by: alpha / r times its own scale."""
         return self.scale_factor * float((self.config["scale"] or {}).get(name, 1.0))
 
+    def identify(self) -> str:
+        """The named variant this spec reduces to ("lora", "lokr", ...), else "superlora"."""
+        from .reductions import identify
+
+        return identify(self)
+
     # ----------------------------------------------------------------- arrays
     @cached_property
     def _plan(self) -> Any:
@@ -225,16 +231,18 @@ class SuperLoRA:
         return init_params(self, backend, seed=seed, zero_init=zero_init, dtype=dtype, device=device)
 
     def contract(self, params: Mapping[str, Any] | None = None, *, backend: Any = None,
-                 dtype: Any = None) -> dict[str, Any]:
+                 dtype: Any = None, out: Any = None) -> dict[str, Any]:
         """dW per target, name -> array of the target's shape.
 
         Without ``params``, contracts seeded random NON-zero parameters (for checking identities)
         on ``backend`` (default numpy). With ``params``, the array type picks the backend unless
-        ``backend`` forces one.
+        ``backend`` forces one. ``out``: buffers to write dW into (a mapping name -> array of
+        the target's shape, or one 1-D array of ``num_entries``, dW_all in target order), e.g.
+        for merging; the returned dict holds those buffers (not differentiable).
         """
         from .execute import contract
 
-        return contract(self, params, backend=backend, dtype=dtype)
+        return contract(self, params, backend=backend, dtype=dtype, out=out)
 
     def summary(self) -> str:
         """Per-group table: fold, splits, structure, equation, params, FLOPs, largest intermediate."""

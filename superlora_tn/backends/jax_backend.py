@@ -66,3 +66,6 @@ class JaxBackend(Backend):
 
     def zeros(self, shape: tuple[int, ...], *, like: Any) -> Any:
         return self.jnp.zeros(shape, dtype=like.dtype)
+
+    def scatter(self, x: Any, index: Any) -> Any:
+        return self.jnp.zeros_like(x).at[index].set(x)
