@@ -1,8 +1,8 @@
 """Grouping: which entries of dW_all each group generates.
 
-A group is a list of segments (target, start, stop) over the row-major flattened targets. The
-"layout" is the concatenation of all groups' segments in group order: the order of z, the
-generators' concatenated output. Without shuffling dW_layout = z; with it dW_layout = z[perm].
+A group is a list of segments (target, start, stop) over the row-major flattened targets. z is
+the groups' outputs concatenated in group order. Without shuffling each group's entries go to its
+own segments; with shuffling dW_all (targets in spec order) = z[perm] (DESIGN.md section 2).
 
 >>> from superlora_tn.targets import normalize_targets
 >>> t = normalize_targets({"a": (2, 3), "b": (2, 2)})
