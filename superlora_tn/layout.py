@@ -13,11 +13,13 @@ own segments; with shuffling dW_all (targets in spec order) = z[perm] (DESIGN.md
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import SpecError
 from .targets import Target
+from .validate import is_integer
 
 __all__ = ["GroupingArg", "Segment", "group_segments"]
 
@@ -43,8 +45,8 @@ def group_segments(targets: tuple[Target, ...], groups: GroupingArg) -> tuple[tu
         if groups != "weight":
             raise SpecError("groups", groups, '"weight", a positive integer, or a list of lists of target names')
         return tuple((Segment(t.name, 0, t.size),) for t in targets)
-    if isinstance(groups, int) and not isinstance(groups, bool):
-        return _balanced_chunks(targets, groups)
+    if is_integer(groups):
+        return _balanced_chunks(targets, operator.index(groups))
     return _explicit(targets, groups)
 
 
@@ -81,7 +83,7 @@ def _explicit(targets: tuple[Target, ...], groups: Sequence[Sequence[str]]) -> t
             raise SpecError("groups", members, "each group a non-empty list of target names")
         segs = []
         for name in members:
-            if name not in by_name:
+            if not isinstance(name, str) or name not in by_name:
                 raise SpecError("groups", name, f"names of targets ({', '.join(list(by_name)[:6])}{', ...' if len(by_name) > 6 else ''})")
             if name in seen:
                 raise SpecError("groups", name, "each target in exactly one group (this one is in two)")

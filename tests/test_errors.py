@@ -43,6 +43,16 @@ CASES = [
     (dict(identity_modes=(0,), structure="tucker", rank=(3, 2)), T, "rank", "identity mode"),
     (dict(scale={"zz": 2.0}), T, "scale", "target names"),
     (dict(projection="fastfood"), T, "projection", "Fastfood"),
+    (dict(alpha=0), T, "alpha", "dead adapter"),
+    (dict(split_factor=4, splits=3), T, "split_factor", "splits=2"),
+    (dict(exact_splits="yes"), T, "exact_splits", "True or False"),
+    (dict(identity_modes=(0,), structure="lora"), T, "identity_modes", "tucker"),
+    (dict(identity_modes=0), T, "identity_modes", "tuple of mode indices"),
+    (dict(identity_modes=None), T, "identity_modes", "tuple of mode indices"),
+    (dict(scale=5), T, "scale", "mapping"),
+    (dict(groups=[[["a"]], ["b"]]), T, "groups", "names of targets"),
+    ({}, None, "targets", "non-empty mapping"),
+    ({}, 5, "targets", "non-empty mapping"),
     ({}, {}, "targets", "non-empty"),
     ({}, {"a": (8, 0)}, "targets['a']", "positive integers"),
     ({}, {"a": (8, -1)}, "targets['a']", "positive integers"),
@@ -101,6 +111,24 @@ def test_bad_zero_init_and_seed() -> None:
         spec.init(seed=-1)
     with pytest.raises(slt.SpecError, match="dtype"):
         spec.init(dtype="complex-ish")
+    with pytest.raises(slt.SpecError, match="zero_init"):
+        spec.init(zero_init=[["g0_k0_A0"]])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_integer_dtypes_are_refused_not_truncated_to_zero(backend: str, dtype: str) -> None:
+    pytest.importorskip(backend)
+    spec = slt.SuperLoRA(T, rank=2)
+    with pytest.raises(slt.SpecError, match="floating dtype"):
+        spec.init(backend, dtype=dtype)
+    with pytest.raises(slt.SpecError, match="floating dtype"):
+        spec.contract(backend=backend, dtype=dtype)
+
+
+def test_numpy_integers_are_accepted_where_ints_are() -> None:
+    spec = slt.SuperLoRA(T, groups=np.int64(2), fold="balanced", rank=np.int64(2), seed=np.int64(3), shuffle=np.int32(1))
+    assert len(spec.groups) == 2 and spec.config["seed"] == 3
 
 
 def test_jax_float64_without_x64_is_refused() -> None:

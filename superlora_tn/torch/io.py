@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..spec import SuperLoRA
-from .model import AdaptedModel, inject
+from .model import AdaptedModel, check_spec_keys, inject
 from .targets import layer_kind, target_shape
 
 __all__ = ["ADAPTER_FORMAT", "ADAPTER_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "load", "load_into", "read", "save"]
@@ -82,7 +82,15 @@ def read(path: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         raise SpecError("format", config.get("format") if isinstance(config, dict) else config, f'"{ADAPTER_FORMAT}"')
     if config.get("version") != ADAPTER_VERSION:
         raise SpecError("version", config.get("version"), f"{ADAPTER_VERSION} (the adapter format this library reads)")
-    expected = (config.get("files") or {}).get(WEIGHTS_NAME) or {}
+    for key, kind in (("spec", dict), ("layers", dict), ("files", dict)):
+        if not isinstance(config.get(key), kind):
+            raise SpecError(f"{CONFIG_NAME}[{key!r}]", config.get(key), f"a {kind.__name__} as AdaptedModel.save writes it")
+    mts = config.get("modules_to_save")
+    if mts is not None and not (isinstance(mts, list) and all(isinstance(m, str) for m in mts)):
+        raise SpecError(f"{CONFIG_NAME}['modules_to_save']", mts, "a list of module names")
+    expected = config["files"].get(WEIGHTS_NAME)
+    if not isinstance(expected, dict):
+        raise SpecError(f"{CONFIG_NAME}['files']", config["files"], f"a record of {WEIGHTS_NAME} (bytes, sha256)")
     size = weights.stat().st_size
     if expected.get("bytes") != size:
         raise SpecError(WEIGHTS_NAME, f"{size} bytes", f"{expected.get('bytes')} bytes as recorded (the file is truncated or corrupted)")
@@ -174,6 +182,10 @@ def load(model: nn.Module, path: Any, *, spec: Mapping[str, Any] | SuperLoRA | N
     config, tensors = read(path)
     saved = SuperLoRA.from_dict(config["spec"])
     if spec is not None:
+        if not isinstance(spec, SuperLoRA):
+            if not isinstance(spec, Mapping):
+                raise SpecError("spec", type(spec).__name__, "None, a SuperLoRA, or a dict of SuperLoRA arguments")
+            check_spec_keys(spec)
         expected = spec if isinstance(spec, SuperLoRA) else SuperLoRA(saved.target_shapes, **dict(spec))
         if expected != saved:
             raise SpecError("spec", _spec_diff(saved, expected)[:6], "the spec the adapter was saved with (saved vs expected)")
@@ -185,7 +197,7 @@ def load(model: nn.Module, path: Any, *, spec: Mapping[str, Any] | SuperLoRA | N
             raise SpecError("targets", name, "a supported layer of this model (the saved adapter targets it)")
         if target_shape(module, kind) != shape:
             raise SpecError(f"targets[{name!r}]", f"saved shape {shape}", f"the model's weight shape {target_shape(module, kind)}")
-        if config.get("layers", {}).get(name, kind) != kind:
+        if config["layers"].get(name, kind) != kind:
             raise SpecError(f"targets[{name!r}]", f"saved kind {config['layers'][name]}", f"this model's layer kind {kind}")
     dtype = next((v.dtype for k, v in tensors.items() if k.startswith("adapter.")), torch.float32)
     adapted = inject(model, None, saved, modules_to_save=config.get("modules_to_save") or None,

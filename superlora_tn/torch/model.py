@@ -14,6 +14,7 @@ torch.Size([3, 4])
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..backends import get_backend
 from ..errors import SpecError
 from ..spec import SuperLoRA
 from .layers import LayerHook
@@ -43,7 +45,16 @@ def _build_spec(layers: list[LayerInfo], spec: Mapping[str, Any] | SuperLoRA | N
         raise SpecError("spec", type(spec).__name__, "a dict of SuperLoRA arguments or a SuperLoRA instance")
     if "targets" in spec:
         raise SpecError("spec['targets']", spec["targets"], "no targets in spec: inject() finds them in the model")
+    check_spec_keys(spec)
     return SuperLoRA(shapes, **dict(spec))
+
+
+def check_spec_keys(spec: Mapping[str, Any]) -> None:
+    """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError)."""
+    allowed = [p for p in inspect.signature(SuperLoRA).parameters if p != "targets"]
+    unknown = sorted(str(k) for k in spec if k not in allowed)
+    if unknown:
+        raise SpecError("spec", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")
 
 
 class AdaptedModel(nn.Module):
@@ -64,8 +75,18 @@ class AdaptedModel(nn.Module):
         self.base_model = model
         self.spec = spec
         self.layers = {info.name: info for info in layers}
+        if isinstance(modules_to_save, str):
+            modules_to_save = [modules_to_save]
+        if not isinstance(modules_to_save, Sequence) or not all(isinstance(m, str) and m for m in modules_to_save):
+            raise SpecError("modules_to_save", modules_to_save, "a module name or a list of module names/suffixes")
         self.modules_to_save = tuple(modules_to_save)
-        self.adapter_dtype = adapter_dtype
+        try:
+            resolved = get_backend("torch").resolve_dtype(adapter_dtype)
+        except (TypeError, AttributeError):
+            resolved = None
+        if resolved is None or not resolved.is_floating_point:
+            raise SpecError("adapter_dtype", adapter_dtype, "a floating torch dtype such as torch.float32")
+        self.adapter_dtype = resolved
         self.merged = False
         self.adapter_enabled = True
         self.stats: Counter[str] = Counter()
