@@ -70,19 +70,13 @@ class Candidate:
         }
 
 
-def variant_of(kwargs: Mapping[str, Any]) -> str:
-    """The paper's name of a setting (``"SuperLoRA"`` when it is none of the special cases)."""
-    groups, fold, M, K = kwargs["groups"], kwargs["fold"], kwargs["order"], kwargs["splits"]
-    projected = kwargs.get("projection") is not None
-    if projected:
-        return "SuperLoRA"
-    if groups == "weight" and fold == "natural" and M == 2:
-        return "LoRA" if K == 1 else ("LoKr" if K == 2 else "LoNKr")
-    if fold == "stack" and K == 1 and kwargs.get("identity_modes") == (0,):
-        return "LoTR"
-    if groups != "weight" and K == 1 and M > 2 and kwargs["structure"] == "tucker":
-        return "LoRTA"
-    return "SuperLoRA"
+DISPLAY_NAMES = {"dense": "dense", "lora": "LoRA", "lokr": "LoKr", "lonkr": "LoNKr", "lotr": "LoTR",
+                 "lorta": "LoRTA", "cp": "CP", "superlora": "SuperLoRA"}
+
+
+def variant_of(kwargs: Mapping[str, Any], targets: Mapping[str, Sequence[int]]) -> str:
+    """The paper's name of a setting over ``targets``: ``spec.identify()`` in display case."""
+    return DISPLAY_NAMES[SuperLoRA(targets, **{"rank": 1, **kwargs}).identify()]
 
 
 def settings_grid(
@@ -163,7 +157,7 @@ def _largest_rank(targets: Mapping[str, Sequence[int]], kwargs: dict[str, Any], 
 
 def fit_budget(targets: Mapping[str, Sequence[int]], budget: int | float, *, top: int | None = 20, **grid: Any) -> list[Candidate]:
     """Settings with ``num_params <= budget``, ranked (see the module docstring); ``grid`` goes to ``settings_grid``."""
-    if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 1:
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget < 1:
         raise SpecError("budget", budget, "a positive number of parameters")
     budget = int(budget)
     found: list[Candidate] = []
@@ -172,12 +166,12 @@ def fit_budget(targets: Mapping[str, Sequence[int]], budget: int | float, *, top
         if fit is not None:
             g = kwargs["groups"]
             groups = len(targets) if g == "weight" else (g if isinstance(g, int) else len(g))
-            found.append(Candidate(fit[1], fit[0], {**kwargs, "rank": fit[0]}, variant_of(kwargs), groups))
+            found.append(Candidate(fit[1], fit[0], {**kwargs, "rank": fit[0]}, variant_of(kwargs, targets), groups))
     found.sort(key=lambda c: (budget - c.params, -c.rank, c.num_groups, c.describe()))
     found = found if top is None else found[:top]
     for c in found:  # the shortcut for weight-wise groups must agree with the full spec's count
         if c.spec(targets).num_params != c.params:
-            raise AssertionError(f"budget count mismatch for {c.describe()}")
+            raise RuntimeError(f"internal error: budget count mismatch for {c.describe()}")
     return found
 
 

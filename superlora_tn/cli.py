@@ -12,6 +12,7 @@ a missing optional part (reductions, benchmarks, experiments) exits 3.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -191,8 +192,7 @@ def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") 
     elif kwargs.get("groups") == "kind":
         kwargs["groups"] = _parse_groups("kind", targets)
     if args.fold is not None:
-        fold = args.fold.replace("x", ",")
-        kwargs["fold"] = tuple(int(n) for n in fold.split(",")) if fold[0].isdigit() else args.fold
+        kwargs["fold"] = _parse_fold(args.fold)
     for name in ("order", "splits", "shuffle", "alpha", "seed", "exact_splits", "split_factor"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
@@ -203,11 +203,27 @@ def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") 
     if args.projection is not None:
         kwargs["projection"] = _parse_projection(args.projection)
     if args.identity_modes is not None:
-        kwargs["identity_modes"] = tuple(int(m) for m in args.identity_modes.split(",") if m.strip())
+        kwargs["identity_modes"] = _parse_ints("--identity-modes", args.identity_modes)
+    unknown = sorted(k for k in kwargs if k not in inspect.signature(SuperLoRA).parameters or k == "targets")
+    if unknown:
+        raise SpecError("--spec", unknown, "SuperLoRA arguments only")
+    return SuperLoRA(targets, **kwargs)
+
+
+def _parse_ints(flag: str, text: str) -> tuple[int, ...]:
     try:
-        return SuperLoRA(targets, **kwargs)
-    except TypeError as exc:  # unknown keys in a spec file
-        raise SpecError("--spec", args.spec, f"SuperLoRA arguments only ({exc})") from None
+        return tuple(int(m) for m in text.replace("x", ",").split(",") if m.strip())
+    except ValueError:
+        raise SpecError(flag, text, "comma-separated integers such as 0 or 16,16,16") from None
+
+
+def _parse_fold(text: str) -> str | tuple[int, ...]:
+    if text in ("natural", "balanced", "stack"):
+        return text
+    shape = _parse_ints("--fold", text)
+    if not shape:
+        raise SpecError("--fold", text, "natural, balanced, stack, or a shape such as 64x64x64")
+    return shape
 
 
 # ----------------------------------------------------------------------------- commands

@@ -84,6 +84,8 @@ def lotr(targets: Targets, rank: int, *, groups: Sequence[Sequence[str]] | None 
         for t in normalize_targets(targets):
             by_shape.setdefault(t.matrix_shape, []).append(t.name)
         groups = list(by_shape.values())
+    if isinstance(groups, str) or not all(isinstance(g, Sequence) and not isinstance(g, str) for g in groups):
+        raise SpecError("groups", groups, "None or a list of lists of target names")
     return SuperLoRA(targets, groups=[list(g) for g in groups], fold="stack", order=3, rank=rank, structure="tucker",
                      identity_modes=(0,), alpha=alpha, seed=seed)
 

@@ -40,8 +40,19 @@ def test_variants_are_marked():
     lora = best["LoRA"]
     assert lora.kwargs["groups"] == "weight" and lora.kwargs["fold"] == "natural" and lora.kwargs["splits"] == 1
     assert lora.params == 6 * lora.rank * (48 + 32)
-    assert variant_of(dict(groups=2, fold="balanced", order=3, splits=1, structure="tucker")) == "LoRTA"
-    assert variant_of(dict(groups=2, fold="balanced", order=3, splits=1, structure="tucker", projection=slt.Fastfood(0.5))) == "SuperLoRA"
+    assert variant_of(dict(groups=2, fold="balanced", order=3, splits=1, structure="tucker"), TARGETS) == "LoRTA"
+    assert variant_of(dict(groups=2, fold="balanced", order=3, splits=1, structure="tucker", projection=slt.Fastfood(0.5)),
+                      TARGETS) == "SuperLoRA"
+    # a prime dimension split in two is truncated, not a plain Kronecker product: identify() decides
+    primes = {"w": (67, 61)}
+    assert variant_of(dict(groups="weight", fold="natural", order=2, splits=2, structure="lora"), primes) == "LoNKr"
+    assert variant_of(dict(groups="weight", fold="natural", order=2, splits=2, structure="lora", exact_splits=True), primes) == "LoKr"
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), 0, -5])
+def test_bad_budgets_are_refused(budget: float) -> None:
+    with pytest.raises(slt.SpecError, match="budget"):
+        fit_budget(TARGETS, budget)
 
 
 def test_grid_and_large_model_stay_symbolic():

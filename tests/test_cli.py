@@ -185,3 +185,15 @@ def test_verify_table_and_exit_code_with_reductions(monkeypatch, capsys):
     assert main(["verify", "--backends", "numpy"]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "pass" in out and "1/2 passed" in out
+
+
+@pytest.mark.parametrize("flags", [["--fold", ""], ["--fold", "64xab"], ["--identity-modes", "a"], ["--groups", '[[["a"]]]']])
+def test_bad_spec_flags_exit_2_with_the_flag_named(flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--preset", "vit-b16", *flags]) == 2
+    assert flags[0].lstrip("-").replace("-", "_") in capsys.readouterr().err.replace("-", "_")
+
+
+@pytest.mark.parametrize("budget", ["nan", "inf", "0"])
+def test_bad_budget_exits_2(budget: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["budget", "--preset", "vit-b16", "--budget", budget]) == 2
+    assert "budget" in capsys.readouterr().err
