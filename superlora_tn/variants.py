@@ -6,8 +6,8 @@ variant's name back, and ``spec.num_params`` equals the formula in the builder's
 
 >>> from superlora_tn import variants
 >>> vit = {f"l{i}.{p}": (768, 768) for i in range(12) for p in "qv"}
->>> [variants.lora(vit, 8).num_params, variants.lokr(vit, 8).num_params, variants.lotr(vit, 8).num_params]
-[294912, 26112, 13824]
+>>> variants.lora(vit, 8).num_params, variants.lokr(vit, 8).num_params, variants.lotr(vit, 8).num_params
+(294912, 26112, 13824)
 >>> variants.lokr(vit, 8).identify()
 'lokr'
 """

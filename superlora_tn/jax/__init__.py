@@ -9,7 +9,7 @@
 {'dense/kernel': (4, 8)}
 >>> spec = SuperLoRA(targets, rank=2)
 >>> new = jax.jit(lambda b, a: apply(b, a, spec, layout="in_out"))(base, init(spec))
->>> new["dense"]["kernel"].shape
+>>> new["dense"].get("kernel").shape
 (8, 4)
 """
 
