@@ -19,11 +19,12 @@ import opt_einsum
 
 from .backends import backend_for, get_backend
 from .errors import SpecError
+from .runner import backend_of, params_ok, runner_for
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
 
-__all__ = ["Program", "check_params", "contract", "group_outputs", "program", "run_program"]
+__all__ = ["Program", "check_params", "contract", "contract_general", "group_outputs", "program", "run_program"]
 
 
 SMALL_OUTPUT = 1 << 14  # entries; below this per-call overhead dominates and memory order is cheap
@@ -57,6 +58,7 @@ class Program:
     steps: tuple[_Step, ...]
     out_shape: tuple[int, ...]
     path: tuple[tuple[int, ...], ...] = ()
+    shapes: tuple[tuple[int, ...], ...] = ()
 
     @property
     def small(self) -> bool:
@@ -139,7 +141,7 @@ def program(equation: str, shapes: tuple[tuple[int, ...], ...]) -> Program:
             step = _Step("einsum", ids, ",".join(picked) + "->" + res, shape=tuple(sizes[c] for c in res))
         steps.append(step)
         live.append(res)
-    return Program(equation, tuple(steps), out_shape, tuple(tuple(c) for c in path))
+    return Program(equation, tuple(steps), out_shape, tuple(tuple(c) for c in path), shapes)
 
 
 def _prepare(be: Any, x: Any, perm: tuple[int, ...], shape: tuple[int, ...], dense: bool = False) -> Any:
@@ -259,10 +261,11 @@ def _resolve(spec: SuperLoRA, params: Mapping[str, Any] | None, backend: Any, dt
         return be, spec.init(be, zero_init=False, dtype=dtype)
     if not isinstance(params, Mapping) or not params:
         raise SpecError("params", type(params).__name__, "a non-empty mapping of parameter name -> array, or None")
-    check_params(spec, params)
+    if not params_ok(spec.plan(), params):
+        check_params(spec, params)
     first = next(iter(params.values()))
     if backend is None:
-        return backend_for(first), params
+        return backend_of(first), params
     be = get_backend(backend)
     if not be.is_array(first):
         src = backend_for(first)
@@ -272,10 +275,30 @@ def _resolve(spec: SuperLoRA, params: Mapping[str, Any] | None, backend: Any, dt
 
 def contract(spec: SuperLoRA, params: Mapping[str, Any] | None = None, *, backend: Any = None,
              dtype: Any = None, out: Any = None) -> dict[str, Any]:
-    """dW for every target (see ``SuperLoRA.contract``); ``out`` writes into caller buffers."""
+    """dW for every target (see ``SuperLoRA.contract``); ``out`` writes into caller buffers.
+
+    Under torch autocast the adapter math runs with autocast off, in the parameters' dtype.
+    """
     be, params = _resolve(spec, params, backend, dtype)
+    like = next(iter(params.values()))
+    ctx = be.no_autocast(like)
+    if ctx is not None:
+        with ctx:
+            return _contract(spec, params, be, like, out)
+    return _contract(spec, params, be, like, out)
+
+
+def _contract(spec: SuperLoRA, params: Mapping[str, Any], be: Any, like: Any, out: Any) -> dict[str, Any]:
     if out is not None:
         return _contract_into(spec, params, be, out)
+    run = runner_for(spec, be, like)
+    if run is not None:
+        return run(params)
+    return contract_general(spec, params, be)
+
+
+def contract_general(spec: SuperLoRA, params: Mapping[str, Any], be: Any) -> dict[str, Any]:
+    """The general fresh path: cuts, projections, shuffles, targets spanning groups."""
     plan = spec.plan()
     ys = group_outputs(spec, params, be)
     perm = plan.constants(be, next(iter(params.values())))["perm"]
@@ -340,7 +363,7 @@ def _contract_into(spec: SuperLoRA, params: Mapping[str, Any], be: Any, out: Any
                 direct = False
                 break
     if not direct:
-        for name, value in contract(spec, params, backend=be).items():
+        for name, value in contract_general(spec, params, be).items():
             be.copy_into(views[name], value)
         return views
     offsets, start = {}, 0

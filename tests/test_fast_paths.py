@@ -13,7 +13,7 @@ import superlora_tn as slt
 from superlora_tn.backends import get_backend
 from superlora_tn.errors import SpecError
 from superlora_tn.execute import run_program
-from superlora_tn.factored import apply_delta
+from superlora_tn.factored import apply_delta, factored_supported
 from superlora_tn.hadamard import fwht, hadamard_blocks, sylvester
 from superlora_tn.projection import Fastfood, two_pass_gather
 
@@ -183,3 +183,37 @@ def test_expression_cache_keyed_on_structure():
     b = slt.SuperLoRA({"y": (8, 8)}, rank=2).plan().batches[0]
     assert a.program is b.program
     assert opt_einsum.contract_path  # planner still opt_einsum's
+
+
+@pytest.mark.parametrize("kw", [CONFIGS[0], CONFIGS[1], CONFIGS[4], CONFIGS[8]])
+def test_contract_and_apply_under_autocast(kw):
+    torch = pytest.importorskip("torch")
+    spec = slt.SuperLoRA({"w": (16, 24)}, **kw)
+    p = {k: torch.from_numpy(v) for k, v in spec.init(zero_init=False, dtype="float32").items()}
+    want = spec.contract(p)["w"]
+    x = torch.randn(5, 24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = spec.contract(p)["w"]
+        fac = apply_delta(spec, p, "w", x) if factored_supported(spec, "w") else None
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want)
+    if fac is not None:
+        assert fac.dtype == torch.float32
+        torch.testing.assert_close(fac, x @ want.T, rtol=1e-4, atol=1e-5)
+
+
+def test_runner_matches_general_path():
+    from superlora_tn.execute import contract_general
+
+    torch = pytest.importorskip("torch")
+    targets = {f"l{i}": (300, 260) for i in range(3)} | {"s": (8, 12)}
+    for kw in [dict(rank=2, alpha=3.0), dict(splits=2, structure=["dense", "lora"], rank=2, exact_splits=True),
+               dict(fold="balanced", order=3, rank=2, scale={"l1": 0.5})]:
+        spec = slt.SuperLoRA(targets, **kw)
+        p = {k: torch.from_numpy(v) for k, v in spec.init(zero_init=False).items()}
+        got = spec.contract(p)
+        want = contract_general(spec, p, get_backend("torch"))
+        assert list(got) == list(want) == [t.name for t in spec.targets]
+        for name in want:
+            assert got[name].is_contiguous()
+            torch.testing.assert_close(got[name], want[name], rtol=1e-12, atol=1e-12)

@@ -114,6 +114,11 @@ class Backend(ABC):
         """einsum along a precomputed opt_einsum contraction path (no path search per call)."""
         return opt_einsum.contract(equation, *operands, optimize=list(path), backend=self.einsum_backend)
 
+    def no_autocast(self, like: Any) -> Any:
+        """A context manager that disables mixed-precision autocasting for the adapter math, or
+        None when nothing needs disabling (the default: no autocast in this library)."""
+        return None
+
     def einsum(self, equation: str, *operands: Any) -> Any:
         """Plain einsum through opt_einsum (no cached expression)."""
         return opt_einsum.contract(equation, *operands, backend=self.einsum_backend)

@@ -21,6 +21,10 @@ class TorchBackend(Backend):
         import torch
 
         self.torch = torch
+        vf = getattr(torch, "_VF", None)
+        self._vf_einsum = getattr(vf, "einsum", None) if vf is not None else None
+        if self._vf_einsum is None:
+            self.einsum_flat = None  # type: ignore[assignment]
 
     def is_array(self, x: Any) -> bool:
         return isinstance(x, self.torch.Tensor)
@@ -69,6 +73,18 @@ class TorchBackend(Backend):
             return self.torch._VF.einsum(equation, list(operands), path=flat)
         except (AttributeError, TypeError, RuntimeError):
             return self.torch.einsum(equation, *operands)
+
+    def einsum_flat(self, equation: str, operands: list[Any], flat: list[int]) -> Any:
+        """torch's C++ einsum along a flattened precomputed path (the runner's tiny-network call)."""
+        return self._vf_einsum(equation, operands, path=flat)
+
+    def no_autocast(self, like: Any) -> Any:
+        """A context that turns autocast off for the adapter math (None when it is off already):
+        torch autocasts matmul but not mul/tensordot, so a mixed program would mix dtypes."""
+        kind = like.device.type
+        if self.torch.is_autocast_enabled(kind):
+            return self.torch.autocast(kind, enabled=False)
+        return None
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         if out is None:
