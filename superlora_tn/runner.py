@@ -15,7 +15,7 @@ factors, einsum paths) so a call is: a cheap parameter check, the backend calls,
 >>> import numpy as np, superlora_tn as slt
 >>> spec = slt.SuperLoRA({"w": (4, 6)}, rank=2)
 >>> p = spec.init(zero_init=False)
->>> run = runner_for(spec, get_backend("numpy"), p["w.A"])
+>>> run = runner_for(spec, get_backend("numpy"), p["g0_k0_A0"])
 >>> np.allclose(run(p)["w"], spec.contract(p)["w"])
 True
 """
