@@ -159,6 +159,8 @@ def run_program(prog: Program, operands: list[Any], be: Any, out: Any = None) ->
     if out is None and prog.small:
         result = be.einsum_path(prog.equation, operands, prog.path)
         return result if be.is_contiguous(result) else result.reshape(-1).reshape(prog.out_shape)
+    if out is None and prog.steps[-1].kind != "einsum":
+        out = be.fresh_out(prog.out_shape, operands)
     live = list(operands)
     last = len(prog.steps) - 1
     for k, step in enumerate(prog.steps):

@@ -7,9 +7,9 @@ the runner below resolves everything once (operand names, programs, output shape
 factors, einsum paths) so a call is: a cheap parameter check, the backend calls, views.
 
 - Tiny programs run as ONE library einsum along the cached path.
-- Large groups run one program per group even when they are batched, so each target gets its
-  own allocation: the allocator recycles same-sized blocks between calls, whereas one big
-  batched result (> glibc's 32 MB mmap threshold) page-faults on every call.
+- Identical groups run as one batched program; each target is a view of its row of the result.
+  Without autograd, the torch backend allocates that result through NumPy (huge pages), which
+  costs a quarter of torch's page faults for a fresh 56 MB block (see ``fresh_out``).
 - A target's scale factor multiplies the smallest operand (not the output: no extra pass).
 
 >>> import numpy as np, superlora_tn as slt
@@ -31,9 +31,7 @@ from .backends import get_backend
 if TYPE_CHECKING:
     from .spec import SuperLoRA
 
-__all__ = ["SPLIT_OUTPUT", "backend_of", "get_backend", "params_ok", "runner_for"]
-
-SPLIT_OUTPUT = 1 << 16  # entries per group from which a batch runs per group when fresh
+__all__ = ["backend_of", "get_backend", "params_ok", "runner_for"]
 
 _NONE = object()
 
@@ -61,10 +59,13 @@ def params_ok(plan: Any, params: Mapping[str, Any]) -> bool:
 
 
 def _fits(spec: SuperLoRA, plan: Any) -> bool:
+    """Every target is one group's whole output: no Kronecker cut, projection or shuffle (a
+    truncated fold is fine: the target is a prefix view of the group's output)."""
     if spec.config["shuffle"] is not None:
         return False
     for batch in plan.batches:
-        if batch.needs_cut or batch.template.projection is not None:
+        t = batch.template
+        if t.kron_shape != t.fold or t.projection is not None:
             return False
         for g in batch.groups:
             if len(g.segments) != 1 or len(plan.pieces[g.segments[0].target]) != 1 or g.segments[0].size != g.size:
@@ -87,36 +88,33 @@ def _build(spec: SuperLoRA, plan: Any, be: Any, like: Any) -> Callable[[Mapping[
     from .execute import program, run_program
 
     targets = {t.name: t for t in spec.targets}
-    order = {t.name: i for i, t in enumerate(spec.targets)}
-    jobs: list[tuple] = []  # (target index, kind, payload)
+    fast_einsum = getattr(be, "einsum_flat", None)
+    jobs: list[tuple] = []  # (names per operand, program, outputs, smallest operand, batch factor, tiny path or None)
     for batch in plan.batches:
         t = batch.template
         smallest = min(range(len(t.shapes)), key=lambda i: math.prod(t.shapes[i]))
-        if batch.batched and t.size < SPLIT_OUTPUT:
-            names = [[g.tensors[i].name for g in batch.groups] for i in range(len(t.tensors))]
-            outs = [(g.segments[0].target, targets[g.segments[0].target].shape, spec.target_scale(g.segments[0].target))
-                    for g in batch.groups]
-            jobs.append((order[outs[0][0]], "batch", (names, batch.program, outs)))
-            continue
-        prog = program(t.equation, t.shapes)
-        for g in batch.groups:
-            name = g.segments[0].target
-            jobs.append((order[name], "single", ([n.name for n in g.tensors], prog, name, targets[name].shape,
-                                                 spec.target_scale(name), smallest)))
-    jobs.sort(key=lambda j: j[0])
-    fast_einsum = getattr(be, "einsum_flat", None)
-    single = []
-    for _, kind, payload in jobs:
-        if kind == "single":
-            names, prog, name, shape, factor, smallest = payload
-            flat = [i for pair in prog.path for i in pair]
-            single.append((names, prog, name, shape, factor, smallest, prog.small and fast_einsum is not None, flat))
-        else:
-            single.append(payload)
-    if len(single) == 1 and len(single[0]) == 8 and single[0][6] and single[0][4] == 1.0:
-        names, prog, name, shape, _, _, _, flat = single[0]
-        eq, ns = prog.equation, tuple(names)
-        flat = _contiguous_path(be, prog, flat, like) or flat
+        groups = [[g] for g in batch.groups] if not batch.batched else [list(batch.groups)]
+        prog = batch.program if batch.batched else program(t.equation, t.shapes)
+        trunc = t.generated if math.prod(t.fold) != t.generated else None
+        for gs in groups:
+            names = [[g.tensors[i].name for g in gs] for i in range(len(t.tensors))]
+            outs = [(g.segments[0].target, targets[g.segments[0].target].shape, spec.target_scale(g.segments[0].target)) for g in gs]
+            factors = {o[2] for o in outs}
+            factor = factors.pop() if len(factors) == 1 else 1.0
+            if factor != 1.0:
+                outs = [(n, s, 1.0) for n, s, _ in outs]
+            tiny = None
+            if not batch.batched and prog.small and fast_einsum is not None:
+                flat = [i for pair in prog.path for i in pair]
+                tiny = _contiguous_path(be, prog, flat, like) or flat
+            jobs.append((names, prog, outs, smallest, factor, tiny, trunc, batch.batched))
+    produced = [o[0] for job in jobs for o in job[2]]
+    order = [t.name for t in spec.targets]
+    reorder = produced != order and tuple(order)
+
+    if len(jobs) == 1 and jobs[0][5] is not None and jobs[0][4] == 1.0 and jobs[0][6] is None:
+        names, prog, outs, _, _, flat, _, _ = jobs[0]
+        eq, ns, (name, shape, _) = prog.equation, tuple(n[0] for n in names), outs[0]
 
         def run_one(params: Mapping[str, Any]) -> dict[str, Any]:  # the tiny single-group case
             r = fast_einsum(eq, [params[n] for n in ns], flat)
@@ -124,31 +122,23 @@ def _build(spec: SuperLoRA, plan: Any, be: Any, like: Any) -> Callable[[Mapping[
 
         return run_one
 
-    produced: list[str] = []
-    for job in single:
-        produced += [job[2]] if len(job) == 8 else [o[0] for o in job[2]]
-    reorder = produced != list(order) and tuple(order)
-
     def run(params: Mapping[str, Any]) -> dict[str, Any]:
         result = {}
-        for job in single:
-            if len(job) == 8:
-                names, prog, name, shape, factor, smallest, tiny, flat = job
-                ops = [params[n] for n in names]
-                if factor != 1.0:
-                    ops[smallest] = ops[smallest] * factor
-                if tiny:
-                    r = fast_einsum(prog.equation, ops, flat)
-                    if not be.is_contiguous(r):
-                        r = r.reshape(-1).reshape(r.shape)
-                else:
-                    r = run_program(prog, ops, be)
-                result[name] = r.reshape(shape)
+        for names, prog, outs, smallest, factor, tiny, trunc, batched in jobs:
+            ops = [be.stack([params[n] for n in group]) for group in names] if batched else [params[group[0]] for group in names]
+            if factor != 1.0:
+                ops[smallest] = ops[smallest] * factor
+            if tiny is not None:
+                x = fast_einsum(prog.equation, ops, tiny)
+                if not be.is_contiguous(x):
+                    x = x.reshape(-1).reshape(x.shape)
             else:
-                names, prog, outs = job
-                x = run_program(prog, [be.stack([params[n] for n in group]) for group in names], be)
-                for b, (name, shape, factor) in enumerate(outs):
-                    result[name] = x[b].reshape(shape) if factor == 1.0 else x[b].reshape(shape) * factor
+                x = run_program(prog, ops, be)
+            x = x.reshape(len(outs), -1)
+            if trunc is not None:
+                x = x[:, :trunc]
+            for b, (name, shape, f) in enumerate(outs):
+                result[name] = x[b].reshape(shape) if f == 1.0 else x[b].reshape(shape) * f
         return {n: result[n] for n in reorder} if reorder else result
 
     return run

@@ -95,6 +95,11 @@ class Backend(ABC):
         """Multiply the buffer ``x`` by ``factor`` in place and return it."""
         raise NotImplementedError(f"{self.name} cannot write into an out= buffer")
 
+    def fresh_out(self, shape: tuple[int, ...], operands: Sequence[Any]) -> Any:
+        """A new buffer for a program's result when writing into one is cheaper than letting the
+        library allocate (None: let it allocate; the default)."""
+        return None
+
     def is_contiguous(self, x: Any) -> bool:
         """True when ``x`` is C-contiguous (so ``reshape`` of it is a view)."""
         return True

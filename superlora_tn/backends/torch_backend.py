@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,9 @@ import numpy as np
 from .base import Backend
 
 __all__ = ["TorchBackend"]
+
+THIN_K = 16  # GEMMs with at most this inner dimension ...
+BLAS_MIN_OUTPUT = 1 << 16  # ... and at least this many output entries may run on NumPy's BLAS
 
 
 class TorchBackend(Backend):
@@ -21,6 +25,8 @@ class TorchBackend(Backend):
         import torch
 
         self.torch = torch
+        self._np_floats = (torch.float32, torch.float64)
+        self._np_dtype = {torch.float32: np.float32, torch.float64: np.float64}
         vf = getattr(torch, "_VF", None)
         self._vf_einsum = getattr(vf, "einsum", None) if vf is not None else None
         if self._vf_einsum is None:
@@ -86,7 +92,36 @@ class TorchBackend(Backend):
             return self.torch.autocast(kind, enabled=False)
         return None
 
+    def fresh_out(self, shape: tuple[int, ...], operands: Sequence[Any]) -> Any:
+        """A new CPU result buffer allocated by NumPy when no autograd is needed: NumPy's allocator
+        madvises huge pages for large blocks and caches small ones, so writing a fresh 64 MB dW
+        costs ~7 ms instead of ~30 ms of 4 KiB page faults (torch's default CPU allocator)."""
+        like = operands[0]
+        if (like.device.type != "cpu" or like.dtype not in self._np_floats or math.prod(shape) < BLAS_MIN_OUTPUT
+                or (self.torch.is_grad_enabled() and any(x.requires_grad for x in operands))):
+            return None
+        return self.torch.from_numpy(np.empty(shape, dtype=self._np_dtype[like.dtype]))
+
+    def _blas_gemm(self, a: Any, b: Any, out: Any) -> bool:
+        """True for a thin-K, large-output CPU GEMM that needs no autograd: NumPy's BLAS runs it
+        on the same memory 1.5-3x faster than torch's MKL sgemm (which is inefficient for K <= 16)."""
+        t = self.torch
+        if (a.dim() != 3 or b.dim() != 3 or a.shape[-1] > THIN_K or a.dtype != b.dtype or a.dtype not in self._np_floats
+                or a.device.type != "cpu" or b.device.type != "cpu"
+                or a.shape[0] * a.shape[1] * b.shape[2] < BLAS_MIN_OUTPUT or a.shape[0] != b.shape[0]):
+            return False
+        if t.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+            return False
+        if out is not None and (out.dtype != a.dtype or not out.is_contiguous() or out.requires_grad):
+            return False
+        return all(x.stride(-1) == 1 or x.stride(-2) == 1 for x in (a, b))
+
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        if self._blas_gemm(a, b, out):
+            if out is None:
+                out = self.torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype)
+            np.matmul(a.detach().numpy(), b.detach().numpy(), out=out.detach().numpy())
+            return out
         if out is None:
             return self.torch.matmul(a, b)
         with self.torch.no_grad():
