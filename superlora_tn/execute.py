@@ -19,6 +19,7 @@ import opt_einsum
 
 from .backends import backend_for, get_backend
 from .errors import SpecError
+from .rotation import Rotation, detect, run_rotation
 from .runner import backend_of, params_ok, runner_for
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class Program:
     out_shape: tuple[int, ...]
     path: tuple[tuple[int, ...], ...] = ()
     shapes: tuple[tuple[int, ...], ...] = ()
+    rotation: Rotation | None = None  # Tucker: run as a chain of rotating GEMMs (rotation.py)
 
     @property
     def small(self) -> bool:
@@ -141,7 +143,7 @@ def program(equation: str, shapes: tuple[tuple[int, ...], ...]) -> Program:
             step = _Step("einsum", ids, ",".join(picked) + "->" + res, shape=tuple(sizes[c] for c in res))
         steps.append(step)
         live.append(res)
-    return Program(equation, tuple(steps), out_shape, tuple(tuple(c) for c in path), shapes)
+    return Program(equation, tuple(steps), out_shape, tuple(tuple(c) for c in path), shapes, detect(equation))
 
 
 def _prepare(be: Any, x: Any, perm: tuple[int, ...], shape: tuple[int, ...], dense: bool = False) -> Any:
@@ -159,6 +161,8 @@ def run_program(prog: Program, operands: list[Any], be: Any, out: Any = None) ->
     if out is None and prog.small:
         result = be.einsum_path(prog.equation, operands, prog.path)
         return result if be.is_contiguous(result) else result.reshape(-1).reshape(prog.out_shape)
+    if prog.rotation is not None:
+        return run_rotation(prog.rotation, operands, be, prog.out_shape, out)
     if out is None and prog.steps[-1].kind != "einsum":
         out = be.fresh_out(prog.out_shape, operands)
     live = list(operands)

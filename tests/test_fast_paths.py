@@ -217,3 +217,24 @@ def test_runner_matches_general_path():
         for name in want:
             assert got[name].is_contiguous()
             torch.testing.assert_close(got[name], want[name], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_tucker_rotation_matches_einsum(backend, order):
+    from superlora_tn.rotation import detect, run_rotation
+
+    be = get_backend(backend)
+    spec = slt.SuperLoRA({"a": (40, 48), "b": (40, 48)}, fold="balanced", order=order, rank=3)
+    p = spec.init(zero_init=False)
+    for batch in spec.plan().batches:
+        rot = detect(batch.equation)
+        assert rot is not None and batch.program.rotation == rot
+        ops = [np.stack([p[g.tensors[i].name] for g in batch.groups]) if batch.batched else p[batch.template.tensors[i].name]
+               for i in range(len(batch.template.tensors))]
+        want = np.einsum(batch.equation, *ops)
+        got = be.to_numpy(run_rotation(rot, [be.asarray(o) for o in ops], be, want.shape))
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+        buf = be.asarray(np.full(want.shape, np.nan))
+        run_rotation(rot, [be.asarray(o) for o in ops], be, want.shape, out=buf)
+        np.testing.assert_allclose(be.to_numpy(buf), want, rtol=1e-10, atol=1e-12)
