@@ -238,3 +238,21 @@ def test_tucker_rotation_matches_einsum(backend, order):
         buf = be.asarray(np.full(want.shape, np.nan))
         run_rotation(rot, [be.asarray(o) for o in ops], be, want.shape, out=buf)
         np.testing.assert_allclose(be.to_numpy(buf), want, rtol=1e-10, atol=1e-12)
+
+
+def test_torch_fastfood_numpy_route_and_autograd():
+    torch = pytest.importorskip("torch")
+    spec = slt.SuperLoRA({"w": (64, 96)}, fold="balanced", order=3, rank=2, projection=slt.Fastfood(0.5))
+    p64 = spec.init(zero_init=False)
+    want = spec.contract(p64)["w"]
+    p = {k: torch.from_numpy(v) for k, v in p64.items()}
+    np.testing.assert_allclose(spec.contract(p)["w"].numpy(), want, rtol=1e-10, atol=1e-12)  # NumPy route (no grad)
+    pg = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+    got = spec.contract(pg)["w"]  # torch route with the NumPy-backed autograd FWHT
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-10, atol=1e-12)
+    got.square().sum().backward()
+    be = get_backend("torch")
+    x = torch.randn(3, 64, dtype=torch.float64, requires_grad=True)
+    blocks = [torch.from_numpy(b) for b in hadamard_blocks(64, 8)]
+    assert torch.autograd.gradcheck(lambda t: be.fwht(t, blocks), (x,))
+    assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in pg.values())

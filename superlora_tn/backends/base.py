@@ -95,6 +95,12 @@ class Backend(ABC):
         """Multiply the buffer ``x`` by ``factor`` in place and return it."""
         raise NotImplementedError(f"{self.name} cannot write into an out= buffer")
 
+    def fwht(self, x: Any, blocks: Sequence[Any]) -> Any:
+        """Unnormalised Walsh–Hadamard transform of x's last axis (``hadamard.fwht``)."""
+        from ..hadamard import fwht
+
+        return fwht(x, list(blocks))
+
     def fresh_out(self, shape: tuple[int, ...], operands: Sequence[Any]) -> Any:
         """A new buffer for a program's result when writing into one is cheaper than letting the
         library allocate (None: let it allocate; the default)."""

@@ -27,6 +27,7 @@ class TorchBackend(Backend):
         self.torch = torch
         self._np_floats = (torch.float32, torch.float64)
         self._np_dtype = {torch.float32: np.float32, torch.float64: np.float64}
+        self._fwht_fn: Any = None
         vf = getattr(torch, "_VF", None)
         self._vf_einsum = getattr(vf, "einsum", None) if vf is not None else None
         if self._vf_einsum is None:
@@ -92,6 +93,27 @@ class TorchBackend(Backend):
             return self.torch.autocast(kind, enabled=False)
         return None
 
+    def numpy_view(self, x: Any) -> Any:
+        """x's memory as a NumPy array when x is a CPU tensor that needs no autograd, else None."""
+        if x.device.type != "cpu" or (x.requires_grad and self.torch.is_grad_enabled()):
+            return None
+        if x.dtype in (self.torch.bfloat16, self.torch.float16):
+            return None
+        return x.detach().numpy()
+
+    def from_numpy(self, a: np.ndarray) -> Any:
+        return self.torch.from_numpy(np.ascontiguousarray(a))
+
+    def fwht(self, x: Any, blocks: Sequence[Any]) -> Any:
+        """On CPU float tensors: NumPy's rotating-GEMM transform on the same memory (torch's MKL
+        runs these 16-32-wide GEMMs 2-3x slower), wrapped in an autograd Function (the transform
+        is symmetric, so its backward is the same transform of the gradient)."""
+        if x.device.type != "cpu" or x.dtype not in self._np_floats:
+            return super().fwht(x, blocks)
+        if self._fwht_fn is None:
+            self._fwht_fn = _numpy_fwht_function(self.torch)
+        return self._fwht_fn.apply(x, tuple(np.asarray(b.detach().cpu().numpy(), dtype=self._np_dtype[x.dtype]) for b in blocks))
+
     def fresh_out(self, shape: tuple[int, ...], operands: Sequence[Any]) -> Any:
         """A new CPU result buffer allocated by NumPy when no autograd is needed: NumPy's allocator
         madvises huge pages for large blocks and caches small ones, so writing a fresh 64 MB dW
@@ -152,3 +174,22 @@ class TorchBackend(Backend):
 
     def scatter(self, x: Any, index: Any) -> Any:
         return self.torch.empty_like(x).index_copy_(0, index, x)
+
+
+def _numpy_fwht_function(torch: Any) -> Any:
+    from ..hadamard import fwht
+
+    def run(t: Any, blocks: tuple) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(fwht(t.detach().contiguous().numpy(), list(blocks), rotate=True)))
+
+    class NumpyFWHT(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any, blocks: tuple) -> Any:
+            ctx.blocks = blocks
+            return run(x, blocks)
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            return run(grad, ctx.blocks), None
+
+    return NumpyFWHT
