@@ -85,7 +85,7 @@ def runner_for(spec: SuperLoRA, be: Any, like: Any) -> Callable[[Mapping[str, An
 
 
 def _build(spec: SuperLoRA, plan: Any, be: Any, like: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    from .execute import program, run_program
+    from .lowering import program, run_program
 
     targets = {t.name: t for t in spec.targets}
     fast_einsum = getattr(be, "einsum_flat", None)
