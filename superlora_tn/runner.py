@@ -8,8 +8,9 @@ factors, einsum paths) so a call is: a cheap parameter check, the backend calls,
 
 - Tiny programs run as ONE library einsum along the cached path.
 - Identical groups run as one batched program; each target is a view of its row of the result.
-  Without autograd, the torch backend allocates that result through NumPy (huge pages), which
-  costs a quarter of torch's page faults for a fresh 56 MB block (see ``fresh_out``).
+  On torch, a batch whose fresh result would exceed glibc's 32 MiB mmap threshold runs one
+  program per group instead: each target gets its own block, which the allocator recycles
+  between calls, whereas one big block is page-faulted on every call (``split_bytes``).
 - A target's scale factor multiplies the smallest operand (not the output: no extra pass).
 
 >>> import numpy as np, superlora_tn as slt
@@ -93,8 +94,9 @@ def _build(spec: SuperLoRA, plan: Any, be: Any, like: Any) -> Callable[[Mapping[
     for batch in plan.batches:
         t = batch.template
         smallest = min(range(len(t.shapes)), key=lambda i: math.prod(t.shapes[i]))
-        groups = [[g] for g in batch.groups] if not batch.batched else [list(batch.groups)]
-        prog = batch.program if batch.batched else program(t.equation, t.shapes)
+        batched = batch.batched and not _split(be, like, len(batch.groups) * math.prod(t.fold), math.prod(t.fold))
+        groups = [[g] for g in batch.groups] if not batched else [list(batch.groups)]
+        prog = batch.program if batched else program(t.equation, t.shapes)
         trunc = t.generated if math.prod(t.fold) != t.generated else None
         for gs in groups:
             names = [[g.tensors[i].name for g in gs] for i in range(len(t.tensors))]
@@ -104,10 +106,10 @@ def _build(spec: SuperLoRA, plan: Any, be: Any, like: Any) -> Callable[[Mapping[
             if factor != 1.0:
                 outs = [(n, s, 1.0) for n, s, _ in outs]
             tiny = None
-            if not batch.batched and prog.small and fast_einsum is not None:
+            if not batched and prog.small and fast_einsum is not None:
                 flat = [i for pair in prog.path for i in pair]
                 tiny = _contiguous_path(be, prog, flat, like) or flat
-            jobs.append((names, prog, outs, smallest, factor, tiny, trunc, batch.batched))
+            jobs.append((names, prog, outs, smallest, factor, tiny, trunc, batched))
     produced = [o[0] for job in jobs for o in job[2]]
     order = [t.name for t in spec.targets]
     reorder = produced != order and tuple(order)
@@ -142,6 +144,16 @@ def _build(spec: SuperLoRA, plan: Any, be: Any, like: Any) -> Callable[[Mapping[
         return {n: result[n] for n in reorder} if reorder else result
 
     return run
+
+
+def _split(be: Any, like: Any, total: int, each: int) -> bool:
+    """Run a batch per group: its fresh result would pass the backend's ``split_bytes`` while
+    each group's stays under it (see ``TorchBackend.split_bytes``)."""
+    limit = be.split_bytes
+    if limit is None:
+        return False
+    size = getattr(like, "itemsize", None) or like.element_size()
+    return total * size >= limit and each * size < limit
 
 
 def _contiguous_path(be: Any, prog: Any, flat: list[int], like: Any) -> list[int] | None:

@@ -101,6 +101,9 @@ class Backend(ABC):
 
         return fwht(x, list(blocks))
 
+    #: fresh results of a batch at least this many bytes run one program per group (None: never)
+    split_bytes: int | None = None
+
     def fresh_out(self, shape: tuple[int, ...], operands: Sequence[Any]) -> Any:
         """A new buffer for a program's result when writing into one is cheaper than letting the
         library allocate (None: let it allocate; the default)."""

@@ -14,6 +14,7 @@ __all__ = ["TorchBackend"]
 
 THIN_K = 16  # GEMMs with at most this inner dimension ...
 BLAS_MIN_OUTPUT = 1 << 16  # ... and at least this many output entries may run on NumPy's BLAS
+MMAP_THRESHOLD = 32 << 20  # glibc's largest dynamic mmap threshold (bytes)
 
 
 class TorchBackend(Backend):
@@ -114,14 +115,22 @@ class TorchBackend(Backend):
             self._fwht_fn = _numpy_fwht_function(self.torch)
         return self._fwht_fn.apply(x, tuple(np.asarray(b.detach().cpu().numpy(), dtype=self._np_dtype[x.dtype]) for b in blocks))
 
+    #: a batch of identical groups whose fresh result is at least this large runs one program per
+    #: group: torch's allocator recycles blocks under glibc's 32 MiB mmap threshold between calls,
+    #: while one big fresh block is mmapped and page-faulted on every call
+    split_bytes = MMAP_THRESHOLD
+
     def fresh_out(self, shape: tuple[int, ...], operands: Sequence[Any]) -> Any:
-        """A new CPU result buffer allocated by NumPy when no autograd is needed: NumPy's allocator
-        madvises huge pages for large blocks and caches small ones, so writing a fresh 64 MB dW
-        costs ~7 ms instead of ~30 ms of 4 KiB page faults (torch's default CPU allocator)."""
+        """A new CPU result buffer when no autograd is needed (so GEMMs can write it through
+        NumPy's BLAS): under 32 MiB torch.empty (recycled by the allocator); above, allocated by
+        NumPy, which madvises huge pages (a fresh 64 MB block costs ~7 ms instead of ~30 ms of
+        4 KiB page faults with torch's default CPU allocator)."""
         like = operands[0]
         if (like.device.type != "cpu" or like.dtype not in self._np_floats or math.prod(shape) < BLAS_MIN_OUTPUT
                 or (self.torch.is_grad_enabled() and any(x.requires_grad for x in operands))):
             return None
+        if math.prod(shape) * like.element_size() < MMAP_THRESHOLD:
+            return self.torch.empty(shape, dtype=like.dtype)
         return self.torch.from_numpy(np.empty(shape, dtype=self._np_dtype[like.dtype]))
 
     def _blas_gemm(self, a: Any, b: Any, out: Any) -> bool:
