@@ -26,7 +26,7 @@ def run(table: Table, repeats: int, quick: bool) -> None:
         p = {k: v.requires_grad_(True) for k, v in spec.init("torch", zero_init=False, dtype="float32").items()}
         peft_layer = _peft(method, W)
         for tokens in tokens_list:
-            reps = 1 if tokens >= 4096 else repeats
+            reps = 1 if tokens >= 4096 else repeats * 3 if tokens == 1 else repeats  # 1 token: ~3 ms, noisy
             case = f"{method} apply, {tokens} tokens"
             x = torch.randn(tokens, HIDDEN, generator=gen)
             base = "base matmul x @ W.T"
@@ -50,6 +50,8 @@ def run(table: Table, repeats: int, quick: bool) -> None:
                 (xg @ (W + spec.contract(p)["w"]).T).sum().backward()
 
             table.add(case, step, median_time(ours, reps))
+            table.add(case, "train step base layer only (no adapter)", median_time(
+                lambda xg=xg: (xg @ W.T).sum().backward(), reps), step)
             table.add(case, "train step materialise-then-matmul", median_time(mat, reps), step)
             if peft_layer is not None:
                 table.add(case, f"train step PEFT {method.split()[0]} layer", median_time(

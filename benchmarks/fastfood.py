@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from superlora_tn.backends import get_backend
-from superlora_tn.hadamard import fwht, hadamard_blocks
+from superlora_tn.hadamard import hadamard_blocks
 from superlora_tn.projection import Fastfood
 
 from .common import Table, median_time
@@ -49,7 +49,7 @@ def run(table: Table, repeats: int, quick: bool) -> None:
             copy = (lambda dst=dst, flat=flat: np.copyto(dst, flat)) if name == "numpy" else (lambda dst=dst, flat=flat: dst.copy_(flat))
             table.add(case, ref, median_time(copy, repeats * 3))
             table.add(case, f"ours Fastfood.apply ({name})", median_time(lambda u=u, c=c, be=be: F.apply(u, c, be), reps), ref)
-            table.add(case, f"ours fwht ({name})", median_time(lambda u=u, c=c: fwht(u, c["blocks"]), reps), ref)
+            table.add(case, f"ours fwht ({name})", median_time(lambda u=u, c=c, be=be: be.fwht(u, c["blocks"]), reps), ref)
         blocks = hadamard_blocks(n)
         table.add(case, "radix-2 butterfly, obvious (numpy)", median_time(lambda: butterfly(u_np), reps), "ours fwht (numpy)")
         del blocks

@@ -72,7 +72,7 @@ class Batch:
     @property
     def program(self) -> Any:
         """The lowered program (GEMMs and broadcast products, output in C order)."""
-        from .execute import program
+        from .lowering import program
 
         return program(self.equation, self.shapes)
 

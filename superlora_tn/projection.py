@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SpecError
-from .hadamard import fwht, hadamard_blocks
+from .hadamard import hadamard_blocks
 
 __all__ = ["Fastfood", "Gaussian", "Projection", "projection_rng"]
 
@@ -118,19 +118,27 @@ class Fastfood(Projection):
 
     def apply(self, u: Any, consts: dict, backend: Any) -> Any:
         """Map u (B, n') to (B, n) with the batch's constants (already on u's backend)."""
+        as_numpy = getattr(backend, "numpy_view", None)
+        if as_numpy is not None and backend.name != "numpy" and as_numpy(u) is not None:
+            # no autograd needed, CPU memory: the NumPy path (two-pass gather, NumPy's BLAS) on the same bytes
+            from .backends import get_backend
+
+            view = {k: (as_numpy(v) if backend.is_array(v) else [as_numpy(b) for b in v] if isinstance(v, list) else v)
+                    for k, v in consts.items()}
+            return backend.from_numpy(self.apply(as_numpy(u), view, get_backend("numpy")))
         B, n_gen = u.shape
         L, nb, n = consts["L"], consts["nb"], consts["n"]
         if n_gen < L:
             u = backend.concat([u, backend.zeros((B, L - n_gen), like=u)], axis=1)
         x = u.reshape(B, 1, L) * consts["signs"]
-        x = fwht(x, consts["blocks"])
+        x = backend.fwht(x, consts["blocks"])
         x = x.reshape(-1)
-        if "scatter" in consts and backend.name in ("numpy", "torch"):
+        if "scatter" in consts and backend.name == "numpy":
             x = backend.take(backend.scatter(x, consts["scatter"]), consts["gather"])
         else:
-            x = x[consts["perm"]]
+            x = backend.take(x, consts["perm"])
         x = x.reshape(B, nb, L) * consts["gauss"]
-        x = fwht(x, consts["blocks"])
+        x = backend.fwht(x, consts["blocks"])
         return x.reshape(B, nb * L)[:, :n]
 
 

@@ -13,7 +13,7 @@ import superlora_tn as slt
 from superlora_tn.backends import get_backend
 from superlora_tn.errors import SpecError
 from superlora_tn.execute import run_program
-from superlora_tn.factored import apply_delta
+from superlora_tn.factored import apply_delta, factored_supported
 from superlora_tn.hadamard import fwht, hadamard_blocks, sylvester
 from superlora_tn.projection import Fastfood, two_pass_gather
 
@@ -183,3 +183,82 @@ def test_expression_cache_keyed_on_structure():
     b = slt.SuperLoRA({"y": (8, 8)}, rank=2).plan().batches[0]
     assert a.program is b.program
     assert opt_einsum.contract_path  # planner still opt_einsum's
+
+
+@pytest.mark.parametrize("kw", [CONFIGS[0], CONFIGS[1], CONFIGS[4], CONFIGS[8]])
+def test_contract_and_apply_under_autocast(kw):
+    torch = pytest.importorskip("torch")
+    spec = slt.SuperLoRA({"w": (16, 24)}, **kw)
+    p = {k: torch.from_numpy(v) for k, v in spec.init(zero_init=False, dtype="float32").items()}
+    want = spec.contract(p)["w"]
+    x = torch.randn(5, 24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = spec.contract(p)["w"]
+        fac = apply_delta(spec, p, "w", x) if factored_supported(spec, "w") else None
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want)
+    if fac is not None:
+        assert fac.dtype == torch.float32
+        torch.testing.assert_close(fac, x @ want.T, rtol=1e-4, atol=1e-5)
+
+
+def test_runner_matches_general_path():
+    from superlora_tn.execute import contract_general
+
+    torch = pytest.importorskip("torch")
+    targets = {f"l{i}": (300, 260) for i in range(3)} | {"s": (8, 12)}
+    for kw in [dict(rank=2, alpha=3.0), dict(splits=2, structure=["dense", "lora"], rank=2, exact_splits=True),
+               dict(fold="balanced", order=3, rank=2, scale={"l1": 0.5})]:
+        spec = slt.SuperLoRA(targets, **kw)
+        p = {k: torch.from_numpy(v) for k, v in spec.init(zero_init=False).items()}
+        got = spec.contract(p)
+        want = contract_general(spec, p, get_backend("torch"))
+        assert list(got) == list(want) == [t.name for t in spec.targets]
+        for name in want:
+            assert got[name].is_contiguous()
+            torch.testing.assert_close(got[name], want[name], rtol=1e-12, atol=1e-12)
+        flat = torch.full((spec.num_entries,), float("nan"), dtype=torch.float64)
+        views = spec.contract(p, out=flat)  # truncated folds write in place, spilling into the next group
+        bufs = spec.contract(p, out={t.name: torch.full(t.shape, float("nan"), dtype=torch.float64) for t in spec.targets})
+        for name in want:
+            torch.testing.assert_close(views[name], want[name], rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(bufs[name], want[name], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("order", [3, 4, 5])
+def test_tucker_rotation_matches_einsum(backend, order):
+    from superlora_tn.rotation import detect, run_rotation
+
+    be = get_backend(backend)
+    spec = slt.SuperLoRA({"a": (40, 48), "b": (40, 48)}, fold="balanced", order=order, rank=3)
+    p = spec.init(zero_init=False)
+    for batch in spec.plan().batches:
+        rot = detect(batch.equation)
+        assert rot is not None and batch.program.rotation == rot
+        ops = [np.stack([p[g.tensors[i].name] for g in batch.groups]) if batch.batched else p[batch.template.tensors[i].name]
+               for i in range(len(batch.template.tensors))]
+        want = np.einsum(batch.equation, *ops)
+        got = be.to_numpy(run_rotation(rot, [be.asarray(o) for o in ops], be, want.shape))
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+        buf = be.asarray(np.full(want.shape, np.nan))
+        run_rotation(rot, [be.asarray(o) for o in ops], be, want.shape, out=buf)
+        np.testing.assert_allclose(be.to_numpy(buf), want, rtol=1e-10, atol=1e-12)
+
+
+def test_torch_fastfood_numpy_route_and_autograd():
+    torch = pytest.importorskip("torch")
+    spec = slt.SuperLoRA({"w": (64, 96)}, fold="balanced", order=3, rank=2, projection=slt.Fastfood(0.5))
+    p64 = spec.init(zero_init=False)
+    want = spec.contract(p64)["w"]
+    p = {k: torch.from_numpy(v) for k, v in p64.items()}
+    np.testing.assert_allclose(spec.contract(p)["w"].numpy(), want, rtol=1e-10, atol=1e-12)  # NumPy route (no grad)
+    pg = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+    got = spec.contract(pg)["w"]  # torch route with the NumPy-backed autograd FWHT
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-10, atol=1e-12)
+    got.square().sum().backward()
+    be = get_backend("torch")
+    x = torch.randn(3, 64, dtype=torch.float64, requires_grad=True)
+    blocks = [torch.from_numpy(b) for b in hadamard_blocks(64, 8)]
+    assert torch.autograd.gradcheck(lambda t: be.fwht(t, blocks), (x,))
+    assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in pg.values())

@@ -95,6 +95,20 @@ class Backend(ABC):
         """Multiply the buffer ``x`` by ``factor`` in place and return it."""
         raise NotImplementedError(f"{self.name} cannot write into an out= buffer")
 
+    def fwht(self, x: Any, blocks: Sequence[Any]) -> Any:
+        """Unnormalised Walsh–Hadamard transform of x's last axis (``hadamard.fwht``)."""
+        from ..hadamard import fwht
+
+        return fwht(x, list(blocks))
+
+    #: fresh results of a batch at least this many bytes run one program per group (None: never)
+    split_bytes: int | None = None
+
+    def fresh_out(self, shape: tuple[int, ...], operands: Sequence[Any]) -> Any:
+        """A new buffer for a program's result when writing into one is cheaper than letting the
+        library allocate (None: let it allocate; the default)."""
+        return None
+
     def is_contiguous(self, x: Any) -> bool:
         """True when ``x`` is C-contiguous (so ``reshape`` of it is a view)."""
         return True
@@ -113,6 +127,11 @@ class Backend(ABC):
     def einsum_path(self, equation: str, operands: Sequence[Any], path: Sequence[tuple[int, ...]]) -> Any:
         """einsum along a precomputed opt_einsum contraction path (no path search per call)."""
         return opt_einsum.contract(equation, *operands, optimize=list(path), backend=self.einsum_backend)
+
+    def no_autocast(self, like: Any) -> Any:
+        """A context manager that disables mixed-precision autocasting for the adapter math, or
+        None when nothing needs disabling (the default: no autocast in this library)."""
+        return None
 
     def einsum(self, equation: str, *operands: Any) -> Any:
         """Plain einsum through opt_einsum (no cached expression)."""

@@ -15,8 +15,8 @@ Materialised dW come from the owning :class:`AdaptedModel`'s per-forward cache, 
 The adapter runs in its own dtype (float32 by default): x is cast to it and the delta cast back
 to the base output's dtype, so a bfloat16/float16 base model keeps its dtype. Under autocast the
 tensor network itself (dW, or the factored einsum) runs with autocast off, in the adapter dtype
-(torch autocasts matmul but not tensordot, and opt_einsum uses both); the final x @ dW^T or
-convolution is autocast as usual.
+(``spec.contract`` and ``apply_delta`` turn it off themselves: torch autocasts matmul but not
+mul/tensordot); the final x @ dW^T or convolution is autocast as usual.
 """
 
 from __future__ import annotations
@@ -70,8 +70,7 @@ class LayerHook:
             tokens = xc.numel() // max(1, xc.shape[-1])
             if self.use_factored(tokens):
                 owner.stats["factored"] += 1
-                with torch.autocast(xc.device.type, enabled=False):  # opt_einsum mixes matmul and tensordot
-                    delta = apply_delta(owner.spec, owner.adapter, self.info.name, xc)
+                delta = apply_delta(owner.spec, owner.adapter, self.info.name, xc)  # autocast-safe itself
             else:
                 delta = F.linear(xc, owner.delta(self.info.name))
         else:
