@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import backend_for, get_backend
 from .errors import SpecError
+from .init import FLOAT_DTYPES
 from .lowering import SMALL_OUTPUT, Program, program, run_program  # noqa: F401  (re-exported)
 from .runner import backend_of, params_ok, runner_for
 
@@ -40,6 +41,8 @@ def check_params(spec: SuperLoRA, params: Mapping[str, Any]) -> None:
             raise SpecError(f"params[{name!r}]", f"shape {tuple(p.shape)}", f"shape {shape}")
         if dtype is None:
             dtype = p.dtype
+            if not str(dtype).endswith(FLOAT_DTYPES):
+                raise SpecError(f"params[{name!r}]", f"dtype {dtype}", f"a floating dtype: one of {FLOAT_DTYPES}")
         elif p.dtype != dtype:
             raise SpecError(f"params[{name!r}]", f"dtype {p.dtype}", f"one dtype for all parameters ({dtype})")
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .backends import get_backend
+from .init import FLOAT_DTYPES
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
@@ -56,7 +57,7 @@ def params_ok(plan: Any, params: Mapping[str, Any]) -> bool:
                 return False
     except (KeyError, AttributeError, TypeError):
         return False
-    return True
+    return str(dtype).endswith(FLOAT_DTYPES)
 
 
 def _fits(spec: SuperLoRA, plan: Any) -> bool:

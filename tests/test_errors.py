@@ -124,6 +124,9 @@ def test_integer_dtypes_are_refused_not_truncated_to_zero(backend: str, dtype: s
         spec.init(backend, dtype=dtype)
     with pytest.raises(slt.SpecError, match="floating dtype"):
         spec.contract(backend=backend, dtype=dtype)
+    ints = {k: np.ones(s, dtype=dtype) for k, s in spec.param_shapes.items()}
+    with pytest.raises(slt.SpecError, match="floating dtype"):
+        spec.contract(ints, backend=backend)
 
 
 def test_numpy_integers_are_accepted_where_ints_are() -> None:
