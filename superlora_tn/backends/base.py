@@ -1,0 +1,73 @@
+"""The protocol every backend implements: a handful of array operations, nothing more.
+
+Everything else (reshape, slicing, ``*``, ``@``, integer-array indexing) uses the operators
+NumPy, PyTorch and JAX arrays share, so a backend adapter stays a page long.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import opt_einsum
+
+__all__ = ["Backend"]
+
+
+class Backend(ABC):
+    """One array library. Subclasses import their framework lazily, inside methods."""
+
+    #: name used by ``backend="..."`` and by opt_einsum
+    name: str = ""
+    #: top-level module whose presence in ``sys.modules`` allows dispatch by array type
+    framework: str = ""
+
+    @abstractmethod
+    def is_array(self, x: Any) -> bool:
+        """True if ``x`` is an array of this backend."""
+
+    @abstractmethod
+    def asarray(self, a: np.ndarray, *, dtype: Any = None, device: Any = None) -> Any:
+        """Convert a NumPy array (keeping integer dtypes unless ``dtype`` is given)."""
+
+    @abstractmethod
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Copy an array of this backend to NumPy (detached from any autograd graph)."""
+
+    @abstractmethod
+    def resolve_dtype(self, dtype: Any) -> Any:
+        """The backend's dtype object for ``dtype`` (a string, NumPy dtype or native dtype)."""
+
+    @abstractmethod
+    def default_dtype(self) -> Any:
+        """The float dtype used when none is asked for."""
+
+    @abstractmethod
+    def stack(self, xs: Sequence[Any], axis: int = 0) -> Any: ...
+
+    @abstractmethod
+    def concat(self, xs: Sequence[Any], axis: int = 0) -> Any: ...
+
+    @abstractmethod
+    def zeros(self, shape: tuple[int, ...], *, like: Any) -> Any:
+        """Zeros of ``like``'s dtype and device."""
+
+    def device_of(self, x: Any) -> Any:
+        """The device an array lives on (None where the backend has one device)."""
+        return None
+
+    def dtype_of(self, x: Any) -> Any:
+        return x.dtype
+
+    def dtype_name(self, dtype: Any) -> str:
+        """A backend-neutral name such as "float32"."""
+        return str(dtype).rsplit(".", 1)[-1]
+
+    def einsum(self, equation: str, *operands: Any) -> Any:
+        """Plain einsum through opt_einsum (no cached expression)."""
+        return opt_einsum.contract(equation, *operands, backend=self.name)
+
+    def __repr__(self) -> str:
+        return f"<superlora_tn backend {self.name!r}>"

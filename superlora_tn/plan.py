@@ -1,0 +1,147 @@
+"""The contraction plan: groups of identical structure batched, one cached opt_einsum
+expression per batch, and the fixed constants (projections, shuffle) per backend/dtype/device.
+
+A plan is built once per spec (``spec.plan()``); expressions are shared across specs through a
+cache keyed on (equation, shapes).
+
+>>> import superlora_tn as slt
+>>> spec = slt.SuperLoRA({f"l{i}": (32, 32) for i in range(4)}, rank=2)
+>>> plan = spec.plan()
+>>> [(len(b.groups), b.equation) for b in plan.batches]
+[(4, 'zac,zbc->zab')]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import opt_einsum
+
+from .network import GroupNetwork
+
+if TYPE_CHECKING:
+    from .spec import SuperLoRA
+
+__all__ = ["Batch", "Plan", "expression"]
+
+BATCH_INDEX = "z"  # never produced by opt_einsum.get_symbol for the first 25 symbols
+
+
+@lru_cache(maxsize=1024)
+def expression(equation: str, shapes: tuple[tuple[int, ...], ...]) -> Any:
+    """A cached opt_einsum ContractExpression (backend chosen at call time)."""
+    return opt_einsum.contract_expression(equation, *shapes, optimize="auto-hq")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Groups with identical networks, contracted together with a leading batch index."""
+
+    groups: tuple[GroupNetwork, ...]
+
+    @property
+    def template(self) -> GroupNetwork:
+        return self.groups[0]
+
+    @property
+    def batched(self) -> bool:
+        return len(self.groups) > 1
+
+    @property
+    def equation(self) -> str:
+        eq = self.template.equation
+        if not self.batched:
+            return eq
+        lhs, rhs = eq.split("->")
+        z = _free_symbol(eq)
+        return ",".join(z + t for t in lhs.split(",")) + "->" + z + rhs
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        B = len(self.groups)
+        return tuple(((B, *s) if self.batched else s) for s in self.template.shapes)
+
+    @property
+    def expression(self) -> Any:
+        return expression(self.equation, self.shapes)
+
+    @property
+    def needs_cut(self) -> bool:
+        """True when the Kronecker product has surplus rows or the fold surplus entries."""
+        t = self.template
+        return t.kron_shape != t.fold or math.prod(t.fold) != t.generated
+
+
+def _free_symbol(equation: str) -> str:
+    if BATCH_INDEX not in equation:
+        return BATCH_INDEX
+    used = set(equation)
+    return next(opt_einsum.get_symbol(i) for i in range(1000) if opt_einsum.get_symbol(i) not in used)
+
+
+class Plan:
+    """Everything needed to contract a spec, built from shapes only."""
+
+    def __init__(self, spec: SuperLoRA) -> None:
+        self.spec = spec
+        by_key: dict[tuple, list[GroupNetwork]] = {}
+        for g in spec.groups:
+            by_key.setdefault(g.structure_key, []).append(g)
+        self.batches = tuple(Batch(tuple(gs)) for gs in by_key.values())
+        self.pieces = self._target_pieces()
+        self._constants: dict[tuple, Any] = {}
+
+    def _target_pieces(self) -> dict[str, list[tuple[int, int, int]]]:
+        """target -> [(source, start, stop)]: source is a group index, or -1 for the shuffled z."""
+        shuffled = self.spec.config["shuffle"] is not None
+        pieces: dict[str, list[tuple[int, int, int, int]]] = {t.name: [] for t in self.spec.targets}
+        layout = 0
+        for g in self.spec.groups:
+            local = 0
+            for s in g.segments:
+                src = (-1, layout, layout + s.size) if shuffled else (g.index, local, local + s.size)
+                pieces[s.target].append((s.start, *src))
+                layout += s.size
+                local += s.size
+        return {name: [p[1:] for p in sorted(ps)] for name, ps in pieces.items()}
+
+    def permutation(self) -> np.ndarray | None:
+        """The shuffle: dW_layout = z[perm], drawn once from the shuffle seed."""
+        seed = self.spec.config["shuffle"]
+        if seed is None:
+            return None
+        return np.random.default_rng([seed, 0x5AF]).permutation(self.spec.num_entries)
+
+    def constants(self, backend: Any, like: Any) -> dict[str, Any]:
+        """Projection constants per batch and the shuffle permutation, on like's backend/dtype/device."""
+        dtype, device = backend.dtype_of(like), backend.device_of(like)
+        key = (backend.name, str(dtype), str(device))
+        if key not in self._constants:
+            self._constants[key] = self._build_constants(backend, dtype, device)
+        return self._constants[key]
+
+    def _build_constants(self, backend: Any, dtype: Any, device: Any) -> dict[str, Any]:
+        def convert(value: Any) -> Any:
+            if isinstance(value, np.ndarray):
+                kind_float = value.dtype.kind == "f"
+                return backend.asarray(value, dtype=dtype if kind_float else None, device=device)
+            if isinstance(value, list):
+                return [convert(v) for v in value]
+            return value
+
+        seed = self.spec.config["seed"]
+        projections = []
+        for batch in self.batches:
+            proj = batch.template.projection
+            if proj is None:
+                projections.append(None)
+                continue
+            ids = [g.index for g in batch.groups]
+            raw = proj.constants([g.size for g in batch.groups], [g.generated for g in batch.groups], seed, ids)
+            projections.append({k: convert(v) for k, v in raw.items()})
+        perm = self.permutation()
+        return {"projections": projections, "perm": None if perm is None else convert(perm)}

@@ -1,0 +1,121 @@
+"""The fixed projection F mapping a group's n' generated entries onto its n entries.
+
+``Fastfood(ratio)``: stacked blocks y_b = H G_b P_b H B_b pad(u) of size L = 2^ceil(log2 n'),
+concatenated, cut to n and scaled by 1/sqrt(n L) so that E||F u||^2 = ||u||^2.
+``Gaussian(ratio)``: a dense seeded Gaussian matrix with N(0, 1/n) entries, the O(n n')
+reference for small sizes. Both draw every random number from NumPy, so F is identical on
+every backend; each group gets its own independent projection.
+
+>>> import numpy as np
+>>> from superlora_tn.backends import get_backend
+>>> F = Fastfood(ratio=0.5)
+>>> F.generated_size(100)
+50
+>>> c = F.constants([100], [50], seed=0, group_ids=[0])
+>>> y = F.apply(np.ones((1, 50)), c, get_backend("numpy"))
+>>> y.shape
+(1, 100)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import SpecError
+from .hadamard import fwht, hadamard_blocks
+
+__all__ = ["Fastfood", "Gaussian", "Projection", "projection_rng"]
+
+
+def projection_rng(seed: int, group: int) -> np.random.Generator:
+    """The generator that draws group ``group``'s projection (independent per group)."""
+    return np.random.default_rng([seed, group, 0x50F])
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Base of the fixed linear projections: ``ratio`` rho in (0, 1], optional own ``seed``."""
+
+    ratio: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        rho = self.ratio
+        if isinstance(rho, bool) or not isinstance(rho, int | float) or not (0 < rho <= 1) or math.isnan(rho):
+            raise SpecError("projection.ratio", rho, "a number in (0, 1]")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise SpecError("projection.seed", self.seed, "None or a non-negative integer")
+
+    def generated_size(self, n: int) -> int:
+        """n' = ceil(rho * n): how many entries the network generates for a group of n."""
+        return max(1, math.ceil(self.ratio * n - 1e-9))
+
+    def constants(self, sizes: list[int], generated: list[int], seed: int, group_ids: list[int]) -> dict:
+        raise NotImplementedError
+
+    def apply(self, u: Any, consts: dict, backend: Any) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Fastfood(Projection):
+    """Fastfood projection (Le, Sarlós, Smola 2013): O(n log n) time, no stored matrix."""
+
+    @staticmethod
+    def block_length(generated: int) -> int:
+        return 1 << max(0, (generated - 1).bit_length())
+
+    def constants(self, sizes: list[int], generated: list[int], seed: int, group_ids: list[int]) -> dict:
+        """NumPy constants for a batch of same-size groups: signs, permutations, Gaussians."""
+        n, n_gen = sizes[0], generated[0]
+        L = self.block_length(n_gen)
+        nb = -(-n // L)
+        signs, perms, gauss = [], [], []
+        for g in group_ids:
+            rng = projection_rng(self.seed if self.seed is not None else seed, g)
+            signs.append(rng.choice([-1.0, 1.0], size=(nb, L)))
+            perms.append(np.stack([rng.permutation(L) for _ in range(nb)]))
+            gauss.append(rng.standard_normal((nb, L)))
+        B = len(group_ids)
+        offsets = (np.arange(B * nb) * L).reshape(B, nb, 1)
+        return {
+            "signs": np.stack(signs),
+            "perm": (np.stack(perms) + offsets).reshape(-1),
+            "gauss": np.stack(gauss) / math.sqrt(n * L),
+            "blocks": hadamard_blocks(L),
+            "n": n,
+            "L": L,
+            "nb": nb,
+        }
+
+    def apply(self, u: Any, consts: dict, backend: Any) -> Any:
+        """Map u (B, n') to (B, n) with the batch's constants (already on u's backend)."""
+        B, n_gen = u.shape
+        L, nb, n = consts["L"], consts["nb"], consts["n"]
+        if n_gen < L:
+            u = backend.concat([u, backend.zeros((B, L - n_gen), like=u)], axis=1)
+        x = u.reshape(B, 1, L) * consts["signs"]
+        x = fwht(x, consts["blocks"])
+        x = x.reshape(-1)[consts["perm"]].reshape(B, nb, L) * consts["gauss"]
+        x = fwht(x, consts["blocks"])
+        return x.reshape(B, nb * L)[:, :n]
+
+
+@dataclass(frozen=True)
+class Gaussian(Projection):
+    """Dense seeded Gaussian projection, the O(n n') reference for the fast one."""
+
+    def constants(self, sizes: list[int], generated: list[int], seed: int, group_ids: list[int]) -> dict:
+        n, n_gen = sizes[0], generated[0]
+        mats = [
+            projection_rng(self.seed if self.seed is not None else seed, g).standard_normal((n, n_gen))
+            for g in group_ids
+        ]
+        return {"matrix": np.stack(mats) / math.sqrt(n)}
+
+    def apply(self, u: Any, consts: dict, backend: Any) -> Any:
+        return backend.einsum("bij,bj->bi", consts["matrix"], u)

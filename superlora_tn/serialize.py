@@ -1,0 +1,84 @@
+"""A spec to and from a JSON-ready dict (for saved adapters, the CLI's spec files and equality).
+
+>>> import superlora_tn as slt
+>>> spec = slt.SuperLoRA({"w": (8, 8)}, rank=2, projection=None)
+>>> slt.SuperLoRA.from_dict(spec.to_dict()) == spec
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import SpecError
+from .projection import Fastfood, Gaussian, Projection
+
+if TYPE_CHECKING:
+    from .spec import SuperLoRA
+
+__all__ = ["FORMAT_VERSION", "projection_from_dict", "spec_from_dict", "spec_to_dict"]
+
+FORMAT_VERSION = 1
+_PROJECTIONS: dict[str, type[Projection]] = {"fastfood": Fastfood, "gaussian": Gaussian}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def projection_to_dict(p: Projection | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {"kind": type(p).__name__.lower(), "ratio": p.ratio, "seed": p.seed}
+
+
+def projection_from_dict(d: Mapping[str, Any] | None) -> Projection | None:
+    if d is None:
+        return None
+    kind = d.get("kind")
+    if kind not in _PROJECTIONS:
+        raise SpecError("projection.kind", kind, f"one of {sorted(_PROJECTIONS)}")
+    return _PROJECTIONS[kind](ratio=d.get("ratio", 1.0), seed=d.get("seed"))
+
+
+def spec_to_dict(spec: SuperLoRA) -> dict[str, Any]:
+    config = dict(spec.config)
+    config["projection"] = projection_to_dict(config["projection"])
+    for key in ("rank", "structure"):  # a per-factor list must not read back as a per-mode tuple
+        if isinstance(config[key], list):
+            config[key] = {"per_factor": config[key]}
+    return {
+        "format": "superlora_tn.spec",
+        "version": FORMAT_VERSION,
+        "targets": [[t.name, list(t.shape)] for t in spec.targets],
+        "config": _jsonable(config),
+    }
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> SuperLoRA:
+    from .spec import SuperLoRA
+
+    if data.get("format") != "superlora_tn.spec":
+        raise SpecError("format", data.get("format"), '"superlora_tn.spec"')
+    if data.get("version") != FORMAT_VERSION:
+        raise SpecError("version", data.get("version"), f"{FORMAT_VERSION} (this library's spec format)")
+    config = dict(data["config"])
+    config["projection"] = projection_from_dict(config.get("projection"))
+    fold = config.get("fold")
+    config["fold"] = tuple(fold) if isinstance(fold, list) else fold
+    for key in ("rank", "structure"):
+        value = config.get(key)
+        if isinstance(value, Mapping):
+            config[key] = [tuple(v) if isinstance(v, list) else v for v in value["per_factor"]]
+        elif isinstance(value, list):
+            config[key] = tuple(value)
+    config["identity_modes"] = tuple(config.get("identity_modes") or ())
+    groups = config.get("groups")
+    if isinstance(groups, list):
+        config["groups"] = [list(g) for g in groups]
+    return SuperLoRA([(name, tuple(shape)) for name, shape in data["targets"]], **config)

@@ -1,0 +1,284 @@
+"""``SuperLoRA``: the symbolic, immutable description of an adapter (no arrays, shapes only).
+
+>>> import superlora_tn as slt
+>>> spec = slt.SuperLoRA({"q": (64, 64), "v": (64, 64)}, rank=4)     # LoRA r=4 on q and v
+>>> spec.num_params
+1024
+>>> spec.groups[0].equation
+'ac,bc->ab'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from .errors import SpecError
+from .factorize import mode_split
+from .folds import fold_shape
+from .layout import GroupingArg, group_segments
+from .network import GroupNetwork
+from .projection import Projection
+from .structures import STRUCTURES, FactorSpec
+from .targets import Target, normalize_targets
+from .validate import as_positive_int, is_positive_int
+
+__all__ = ["SuperLoRA"]
+
+RankArg = int | tuple[int, ...] | list[int | tuple[int, ...]]
+
+
+class SuperLoRA:
+    """dW_group_g = F( T_g1 (x) ... (x) T_gK ), T_gk = C_gk x_1 A_gk1 ... x_M A_gkM.
+
+    Args:
+        targets: ordered mapping name -> weight shape ((out, in), conv kernels (out, in, kh, kw)).
+        groups: ``"weight"`` (one group per target), an int G (balanced contiguous chunks of
+            dW_all), or a list of lists of target names.
+        fold: ``"natural"`` (rows/columns factored separately; weight-wise groups only),
+            ``"balanced"`` (equal sides), ``"stack"`` ((layers, out, in)) or an explicit shape.
+        order: M, the number of modes of the fold (default 2; 3 for stack; len(shape) for a shape).
+        splits: K, the number of Kronecker factors per group.
+        rank: an int, a per-mode tuple, or a list with one of those per Kronecker factor.
+        structure: ``"tucker"``, ``"cp"``, ``"lora"``, ``"dense"`` or a list per factor
+            (default ``"lora"`` when M = 2, else ``"tucker"``).
+        projection: None (F = I), ``Fastfood(ratio)`` or ``Gaussian(ratio)``.
+        shuffle: None, or the seed of a fixed permutation of dW_all.
+        alpha: dW = (alpha / r) * generated, r the largest rank; None means scale 1.
+        seed: seeds the init and the projections.
+        identity_modes: tucker modes that use the identity as factor (rank = size; LoTR's layers).
+        exact_splits: always split modes by exact divisors (PEFT/LyCORIS LoKr), never truncate.
+        split_factor: PEFT/LyCORIS ``decompose_factor`` for K = 2 (-1: most balanced).
+        scale: optional per-target extra multiplier, name -> float.
+    """
+
+    def __init__(
+        self,
+        targets: Mapping[str, Sequence[int]] | Sequence[tuple[str, Sequence[int]]],
+        *,
+        groups: GroupingArg = "weight",
+        fold: str | Sequence[int] = "natural",
+        order: int | None = None,
+        splits: int = 1,
+        rank: RankArg = 8,
+        structure: str | Sequence[str] | None = None,
+        projection: Projection | None = None,
+        shuffle: int | None = None,
+        alpha: float | None = None,
+        seed: int = 0,
+        identity_modes: Sequence[int] = (),
+        exact_splits: bool = False,
+        split_factor: int = -1,
+        scale: Mapping[str, float] | None = None,
+    ) -> None:
+        self.targets: tuple[Target, ...] = normalize_targets(targets)
+        self._by_name = {t.name: t for t in self.targets}
+        self.config: dict[str, Any] = dict(
+            groups=_freeze(groups), fold=tuple(fold) if isinstance(fold, list) else fold, order=order, splits=splits, rank=_freeze(rank),
+            structure=_freeze(structure), projection=projection, shuffle=shuffle, alpha=alpha, seed=seed,
+            identity_modes=tuple(identity_modes), exact_splits=exact_splits, split_factor=split_factor,
+            scale=dict(scale) if scale else None,
+        )
+        self._check_scalars()
+        self.groups: tuple[GroupNetwork, ...] = self._build_groups()
+        ranks = [r for g in self.groups for f in g.factors if f.structure != "dense"
+                 for m, r in enumerate(f.ranks) if m not in f.identity_modes]
+        self.rank_ref = max(ranks, default=1)
+        self.scale_factor = 1.0 if alpha is None else float(alpha) / self.rank_ref
+
+    # ----------------------------------------------------------------- construction
+    def _check_scalars(self) -> None:
+        c = self.config
+        if c["order"] is not None:
+            as_positive_int("order", c["order"])
+        as_positive_int("splits", c["splits"])
+        if c["projection"] is not None and not isinstance(c["projection"], Projection):
+            raise SpecError("projection", c["projection"], "None, Fastfood(ratio) or Gaussian(ratio)")
+        if c["shuffle"] is not None and (not isinstance(c["shuffle"], int) or isinstance(c["shuffle"], bool) or c["shuffle"] < 0):
+            raise SpecError("shuffle", c["shuffle"], "None or a non-negative integer seed")
+        if isinstance(c["seed"], bool) or not isinstance(c["seed"], int) or c["seed"] < 0:
+            raise SpecError("seed", c["seed"], "a non-negative integer")
+        alpha = c["alpha"]
+        if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha)):
+            raise SpecError("alpha", alpha, "None or a finite number")
+        factor = c["split_factor"]
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor == 0 or factor < -1:
+            raise SpecError("split_factor", c["split_factor"], "-1 (balanced) or a positive integer")
+        for name, value in (c["scale"] or {}).items():
+            if name not in self._by_name:
+                raise SpecError("scale", name, f"target names ({', '.join(list(self._by_name)[:6])}, ...)")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise SpecError(f"scale[{name!r}]", value, "a finite number")
+
+    def _order(self) -> int:
+        fold, order = self.config["fold"], self.config["order"]
+        if isinstance(fold, tuple):
+            if order is not None and order != len(fold):
+                raise SpecError("order", order, f"None or {len(fold)} (the length of fold={fold})")
+            return len(fold)
+        if order is not None:
+            return order
+        return 3 if fold == "stack" else 2
+
+    def _build_groups(self) -> tuple[GroupNetwork, ...]:
+        c = self.config
+        order, K, projection = self._order(), c["splits"], c["projection"]
+        result = []
+        for g, segments in enumerate(group_segments(self.targets, c["groups"])):
+            size = sum(s.size for s in segments)
+            generated = projection.generated_size(size) if projection is not None else size
+            fold = fold_shape(c["fold"], order, segments, self._by_name, generated, projection is not None, g)
+            per_mode = [mode_split(n, K, exact=c["exact_splits"], factor=c["split_factor"]) for n in fold]
+            factors = tuple(
+                self._factor(k, tuple(split[k] for split in per_mode)) for k in range(K)
+            )
+            result.append(GroupNetwork(g, segments, size, generated, fold, factors, projection))
+        return tuple(result)
+
+    def _factor(self, k: int, shape: tuple[int, ...]) -> FactorSpec:
+        c, M, K = self.config, len(shape), self.config["splits"]
+        structure = _per_factor("structure", c["structure"], K, k)
+        if structure is None:
+            structure = "lora" if M == 2 else "tucker"
+        if structure not in STRUCTURES:
+            raise SpecError("structure", structure, f"one of {STRUCTURES} or a list of them, one per factor")
+        if structure == "dense":
+            return FactorSpec("dense", shape, ())
+        if structure == "lora" and M != 2:
+            raise SpecError("structure", "lora", f"a 2-mode fold for lora (this fold has {M} modes); use tucker or cp")
+        identity = tuple(c["identity_modes"]) if structure == "tucker" else ()
+        for m in identity:
+            if not isinstance(m, int) or not 0 <= m < M:
+                raise SpecError("identity_modes", c["identity_modes"], f"mode indices in 0..{M - 1}")
+        rank = _per_factor("rank", c["rank"], K, k)
+        if is_positive_int(rank):
+            ranks = [int(rank)] * M
+        elif isinstance(rank, tuple) and len(rank) == M and all(is_positive_int(r) for r in rank):
+            ranks = [int(r) for r in rank]
+        else:
+            expected = f"a positive int, a tuple of {M} positive ints (one per mode), or a list of those per factor"
+            raise SpecError("rank", c["rank"], expected)
+        for m in identity:
+            if isinstance(rank, tuple) and ranks[m] != shape[m]:
+                raise SpecError("rank", c["rank"], f"rank {shape[m]} for identity mode {m} (its size)")
+            ranks[m] = shape[m]
+        if structure in ("cp", "lora") and len(set(ranks)) != 1:
+            raise SpecError("rank", c["rank"], f"a single rank for {structure} (one rank index shared by all modes)")
+        return FactorSpec(structure, shape, tuple(ranks), identity)
+
+    # ----------------------------------------------------------------- symbolic facts
+    @property
+    def num_params(self) -> int:
+        """Trainable parameters, exact, computed from shapes alone."""
+        return sum(g.num_params for g in self.groups)
+
+    @property
+    def num_entries(self) -> int:
+        """N: entries of dW_all (the adapted weights' total size)."""
+        return sum(t.size for t in self.targets)
+
+    @property
+    def compression(self) -> float:
+        """num_entries / num_params."""
+        return self.num_entries / max(1, self.num_params)
+
+    @property
+    def target_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {t.name: t.shape for t in self.targets}
+
+    @property
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter name -> shape over all groups (the keys ``init`` returns)."""
+        return {name: shape for g in self.groups for name, shape in g.param_shapes.items()}
+
+    def target_scale(self, name: str) -> float:
+        """The factor dW of target ``name`` is multiplied by: alpha / r times its own scale."""
+        return self.scale_factor * float((self.config["scale"] or {}).get(name, 1.0))
+
+    # ----------------------------------------------------------------- arrays
+    @cached_property
+    def _plan(self) -> Any:
+        from .plan import Plan
+
+        return Plan(self)
+
+    def plan(self, backend: Any = None) -> Any:
+        """The cached contraction plan (opt_einsum expressions, one per batch of identical groups)."""
+        if backend is not None:
+            from .backends import get_backend
+
+            get_backend(backend)  # validates the name
+        return self._plan
+
+    def init(self, backend: Any = "numpy", *, seed: int | None = None, zero_init: Any = True,
+             dtype: Any = None, device: Any = None) -> dict[str, Any]:
+        """Seeded initial parameters, name -> array; dW == 0 exactly when ``zero_init`` is True.
+
+        ``zero_init``: True (zero each group's default block), False (all random), or an
+        iterable of parameter names to zero (at most one per group: two make a dead adapter).
+        Values are drawn in NumPy float64 and converted, identical on every backend.
+        """
+        from .init import init_params
+
+        return init_params(self, backend, seed=seed, zero_init=zero_init, dtype=dtype, device=device)
+
+    def contract(self, params: Mapping[str, Any] | None = None, *, backend: Any = None,
+                 dtype: Any = None) -> dict[str, Any]:
+        """dW per target, name -> array of the target's shape.
+
+        Without ``params``, contracts seeded random NON-zero parameters (for checking identities)
+        on ``backend`` (default numpy). With ``params``, the array type picks the backend unless
+        ``backend`` forces one.
+        """
+        from .execute import contract
+
+        return contract(self, params, backend=backend, dtype=dtype)
+
+    def summary(self) -> str:
+        """Per-group table: fold, splits, structure, equation, params, FLOPs, largest intermediate."""
+        from .summary import summary
+
+        return summary(self)
+
+    # ----------------------------------------------------------------- identity
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description: targets and every argument (see ``from_dict``)."""
+        from .serialize import spec_to_dict
+
+        return spec_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SuperLoRA:
+        from .serialize import spec_from_dict
+
+        return spec_from_dict(data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SuperLoRA) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_dict()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if v not in (None, (), False) or k == "seed")
+        return f"SuperLoRA({len(self.targets)} targets, {args}; {self.num_params} params)"
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples (hashable, comparable), recursively; a rank list stays a list."""
+    if isinstance(value, list):
+        return [_freeze(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _per_factor(field: str, value: Any, K: int, k: int) -> Any:
+    """The factor-k entry of an argument that may be given once or as a list per factor."""
+    if isinstance(value, list):
+        if len(value) != K:
+            raise SpecError(field, value, f"a single value or a list of {K} (one per Kronecker factor)")
+        return value[k]
+    return value
