@@ -78,12 +78,10 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     task = _make_task(name, quick, budget)
-    hooks = getattr(task, "notes", {}).pop("_on_model", None)
-    rows = run_all(task, chosen, seeds, show_progress=show_progress, on_model=hooks)
+    rows = run_all(task, chosen, seeds, show_progress=show_progress)
     summaries = report.aggregate(rows)
     total_s = time.perf_counter() - start
-    finish = getattr(task, "notes", {}).pop("_finish", None)
-    extra = finish(out) if finish is not None else ""
+    extra = task.finish(out) if task.finish is not None else ""
 
     report.write_rows_csv(rows, out / f"{name}_runs.csv")
     report.write_summary_csv(summaries, out / f"{name}_summary.csv")

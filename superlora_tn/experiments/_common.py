@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,6 +94,9 @@ class Task:
         evaluate: (model, seed) -> metrics.
         head_names: parameter names counted as head parameters.
         notes: free text for the report (setup, budgets, measured pretraining numbers).
+        skip_kinds: method kinds that do not apply (``head`` where there is no head).
+        on_model: called after every run with the trained model (e.g. to keep samples).
+        finish: called once with the output folder; returns extra Markdown for the report.
     """
 
     name: str
@@ -104,6 +108,9 @@ class Task:
     evaluate: Callable[[AdaptedModel, int], dict[str, float]]
     head_names: Sequence[str] = ()
     notes: dict[str, object] = field(default_factory=dict)
+    skip_kinds: tuple[str, ...] = ()
+    on_model: Callable[[Method, int, AdaptedModel], None] | None = None
+    finish: Callable[[Path], str] | None = None
 
 
 def run_method(task: Task, method: Method, seed: int) -> tuple[Row, AdaptedModel]:
@@ -130,9 +137,9 @@ def run_all(
     methods: Sequence[Method],
     seeds: Sequence[int],
     show_progress: bool = True,
-    on_model: Callable[[Method, int, AdaptedModel], None] | None = None,
 ) -> list[Row]:
-    """Run every method on every seed with a progress bar."""
+    """Run every applicable method on every seed with a progress bar."""
+    methods = [m for m in methods if m.kind not in task.skip_kinds]
     rows: list[Row] = []
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -147,8 +154,8 @@ def run_all(
                 progress.update(bar, description=f"{task.name}: {method.name} (seed {seed})")
                 row, model = run_method(task, method, seed)
                 rows.append(row)
-                if on_model is not None:
-                    on_model(method, seed, model)
+                if task.on_model is not None:
+                    task.on_model(method, seed, model)
                 progress.advance(bar)
                 if show_progress:
                     shown = ", ".join(f"{k}={v:.3f}" for k, v in row.metrics.items())

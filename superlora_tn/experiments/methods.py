@@ -124,7 +124,7 @@ def all_methods() -> list[Method]:
             "LoTR",
             "spec",
             dict(groups="@roles", fold="stack", order=3, splits=1, structure="tucker",
-                 rank=("@L", 4, 4)),
+                 rank=("@L", 4, 4), identity_modes=(0,)),
         ),
         _grouped(2, 1, 1),
         _grouped(2, "@layers", 1),
@@ -141,6 +141,8 @@ def all_methods() -> list[Method]:
         _grouped(4, 1, 2, rho=0.5),
         _grouped(4, 1, 2, rho=0.1),
         _grouped(4, 1, 2, rho=0.01),
+        _grouped(3, 1, 1, rho=0.01),
+        _grouped(4, 1, 1, rho=0.01),
         _grouped(3, 1, 4, shuffle=0),
         Method("full FT (q,v)", "full FT", "full", quick=True),
     ]
