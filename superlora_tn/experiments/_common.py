@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,29 +26,28 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Iterator[Tensor]:
-    """Yield ``steps`` index batches, reshuffling the data every epoch."""
-    done = 0
-    while done < steps:
+def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
+    """Endless index batches of a fixed size, reshuffled every epoch (the last partial batch of
+    an epoch is dropped; a dataset smaller than a batch gives the whole dataset)."""
+    size = min(n, batch_size)
+    while True:
         perm = torch.randperm(n, generator=gen)
-        for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            yield perm[start : start + batch_size]
-            done += 1
-            if done == steps:
-                return
+        for start in range(0, n - size + 1, size):
+            yield perm[start : start + size]
 
 
 def train_loop(
     model: AdaptedModel,
-    loss_fn: Callable[[Tensor], Tensor],
-    n: int,
+    loss_fn: Callable[[Any], Tensor],
+    batch_iter: Iterable[Any],
     steps: int,
     lr: float,
-    batch_size: int,
-    gen: torch.Generator,
     weight_decay: float = 0.0,
 ) -> float:
-    """Adam(W) with a cosine learning-rate schedule; returns the last loss."""
+    """AdamW with a cosine learning-rate schedule over ``steps`` batches; returns the last loss.
+
+    ``batch_iter`` yields whatever ``loss_fn`` takes (index tensors, for the simple tasks).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params or steps == 0:
         return float("nan")
@@ -55,9 +55,11 @@ def train_loop(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     model.train()
     loss = torch.tensor(float("nan"))
-    for idx in batches(n, batch_size, steps, gen):
+    for step, batch in enumerate(batch_iter):
+        if step == steps:
+            break
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(idx)
+        loss = loss_fn(batch)
         loss.backward()
         opt.step()
         sched.step()

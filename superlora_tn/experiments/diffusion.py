@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._adapter import AdaptedModel, DeltaGenerator, linear_targets
-from ._common import Task, seed_everything, train_loop
+from ._common import Task, batches, seed_everything, train_loop
 from .methods import Method, TargetInfo
 
 
@@ -129,7 +129,7 @@ def train_classifier(x: Tensor, y: Tensor, steps: int = 1500, seed: int = 0) -> 
         noisy = xt[idx] + 0.1 * torch.randn_like(xt[idx])  # robust to sampler noise
         return F.cross_entropy(wrapped(noisy), yt[idx])
 
-    train_loop(wrapped, loss, len(tr), steps, 3e-3, 128, gen, weight_decay=1e-4)
+    train_loop(wrapped, loss, batches(len(tr), 128, gen), steps, 3e-3, weight_decay=1e-4)
     clf.load_state_dict({k: v.detach() for k, v in wrapped.overrides().items()})
     clf.eval()
     for p in clf.parameters():
@@ -191,8 +191,8 @@ def pretrain(x: Tensor, sched: Schedule, budget: DiffusionBudget, seed: int = 0)
     gen = seed_everything(seed)
     net = Denoiser()
     wrapped = AdaptedModel(net, trainable=[n for n, _ in net.named_parameters()])
-    train_loop(wrapped, lambda idx: diffusion_loss(wrapped, sched, x[idx]), len(x),
-               budget.pretrain_steps, budget.pretrain_lr, budget.batch_size, gen)
+    train_loop(wrapped, lambda idx: diffusion_loss(wrapped, sched, x[idx]),
+               batches(len(x), budget.batch_size, gen), budget.pretrain_steps, budget.pretrain_lr)
     net.load_state_dict({k: v.detach() for k, v in wrapped.overrides().items()})
     for p in net.parameters():
         p.requires_grad_(False)
@@ -249,8 +249,8 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
         gen = torch.Generator().manual_seed(1000 + seed)
         torch.manual_seed(2000 + seed)
         x = data["target"]
-        train_loop(model, lambda idx: diffusion_loss(model, sched, x[idx]), len(x),
-                   budget.steps, budget.lr[method.kind], budget.batch_size, gen)
+        train_loop(model, lambda idx: diffusion_loss(model, sched, x[idx]),
+                   batches(len(x), budget.batch_size, gen), budget.steps, budget.lr[method.kind])
 
     def evaluate(model: AdaptedModel, seed: int) -> dict[str, float]:
         with model.frozen_deltas():

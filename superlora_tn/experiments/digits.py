@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._adapter import AdaptedModel, DeltaGenerator, linear_targets
-from ._common import Task, seed_everything, train_loop
+from ._common import Task, batches, seed_everything, train_loop
 from .methods import Method, TargetInfo
 
 
@@ -145,8 +145,8 @@ def pretrain(data: dict[str, Tensor], budget: DigitsBudget, seed: int = 0) -> Vi
     def loss(idx: Tensor) -> Tensor:
         return F.cross_entropy(wrapped(x[idx]), y[idx], label_smoothing=0.1)
 
-    train_loop(wrapped, loss, len(y), budget.pretrain_steps, budget.pretrain_lr,
-               budget.batch_size, gen, weight_decay=0.05)
+    train_loop(wrapped, loss, batches(len(y), budget.batch_size, gen), budget.pretrain_steps,
+               budget.pretrain_lr, weight_decay=0.05)
     trained = {name: p.detach() for name, p in wrapped.overrides().items()}
     vit.load_state_dict(trained, strict=False)
     for p in vit.parameters():
@@ -191,8 +191,8 @@ def make_task(quick: bool = False, budget: DigitsBudget | None = None) -> Task:
         def loss(idx: Tensor) -> Tensor:
             return F.cross_entropy(model(x[idx]), y[idx])
 
-        train_loop(model, loss, len(y), budget.steps, budget.lr[method.kind],
-                   budget.batch_size, gen)
+        train_loop(model, loss, batches(len(y), budget.batch_size, gen), budget.steps,
+                   budget.lr[method.kind])
 
     def evaluate(model: AdaptedModel, seed: int) -> dict[str, float]:
         with model.frozen_deltas():
