@@ -97,6 +97,7 @@ class Task:
         head_names: parameter names counted as head parameters.
         notes: free text for the report (setup, budgets, measured pretraining numbers).
         skip_kinds: method kinds that do not apply (``head`` where there is no head).
+        skip_methods: method names left out of this task (time budget).
         on_model: called after every run with the trained model (e.g. to keep samples).
         finish: called once with the output folder; returns extra Markdown for the report.
     """
@@ -111,6 +112,7 @@ class Task:
     head_names: Sequence[str] = ()
     notes: dict[str, object] = field(default_factory=dict)
     skip_kinds: tuple[str, ...] = ()
+    skip_methods: tuple[str, ...] = ()
     on_model: Callable[[Method, int, AdaptedModel], None] | None = None
     finish: Callable[[Path], str] | None = None
 
@@ -125,8 +127,9 @@ def run_method(task: Task, method: Method, seed: int) -> tuple[Row, AdaptedModel
         task.fit(model, method, seed)
     metrics = task.evaluate(model, seed)
     wall = time.perf_counter() - start
-    head = model.copy_params(list(task.head_names))
-    adapter = model.adapter_params() + model.copy_params() - head
+    trained = method.kind != "zero-shot"
+    head = model.copy_params(list(task.head_names)) if trained else 0
+    adapter = model.adapter_params() + model.copy_params() - head if trained else 0
     row = Row(
         task.name, method.name, method.family, implementation(method),
         adapter, head, seed, metrics, wall,
@@ -141,7 +144,7 @@ def run_all(
     show_progress: bool = True,
 ) -> list[Row]:
     """Run every applicable method on every seed with a progress bar."""
-    methods = [m for m in methods if m.kind not in task.skip_kinds]
+    methods = [m for m in methods if m.kind not in task.skip_kinds and m.name not in task.skip_methods]
     rows: list[Row] = []
     columns = (
         TextColumn("[bold]{task.description}"),

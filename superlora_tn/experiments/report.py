@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +145,8 @@ def efficiency(
 
 def efficiency_markdown(effs: Sequence[Efficiency], metric: str) -> str:
     """The efficiency factors as a Markdown table."""
+    if not effs:
+        return "(no LoRA rows in this run)\n"
     lines = [f"| LoRA | LoRA params | LoRA {metric} | smallest SuperLoRA setting reaching it | "
              f"its params | its {metric} | factor |", "|---|---|---|---|---|---|---|"]
     for e in effs:
@@ -197,8 +198,3 @@ def plot(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def finite(x: float) -> bool:
-    """True for a finite float."""
-    return not (math.isnan(x) or math.isinf(x))
