@@ -72,6 +72,18 @@ def write_rows_csv(rows: Sequence[Row], path: Path) -> None:
                         r.seed, *(f"{r.metrics[m]:.6g}" for m in metrics), f"{r.wall_s:.2f}"])
 
 
+def read_rows_csv(path: Path) -> list[Row]:
+    """Per-seed results written by :func:`write_rows_csv` (to re-plot or re-tabulate)."""
+    fixed = {"task", "method", "family", "impl", "adapter_params", "head_params", "seed", "wall_s"}
+    with Path(path).open() as f:
+        return [
+            Row(r["task"], r["method"], r["family"], r["impl"], int(r["adapter_params"]),
+                int(r["head_params"]), int(r["seed"]),
+                {k: float(v) for k, v in r.items() if k not in fixed}, float(r["wall_s"]))
+            for r in csv.DictReader(f)
+        ]
+
+
 def write_summary_csv(summaries: Sequence[Summary], path: Path) -> None:
     """One row per method: mean/std of each metric and mean wall time per run."""
     metrics = list(summaries[0].mean) if summaries else []
@@ -177,12 +189,15 @@ def plot(
             continue
         families.setdefault(s.family, []).append(s)
     markers = "osD^v<>pP*Xh"
+    colors = plt.get_cmap("tab20").colors
     for i, (family, group) in enumerate(families.items()):
         group = sorted(group, key=lambda s: s.adapter_params)
         x = [s.adapter_params for s in group]
         y = [s.mean[metric] for s in group]
         e = [s.std[metric] for s in group]
-        ax.errorbar(x, y, yerr=e, marker=markers[i % len(markers)], capsize=3, label=family,
+        label = family if family != "baseline" else ", ".join(s.method for s in group)
+        ax.errorbar(x, y, yerr=e, marker=markers[i % len(markers)], capsize=3, label=label,
+                    color=colors[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
                     linestyle="-" if len(group) > 1 else "none")
     styles = {"zero-shot": ":", "head only": "--"}
     for s in summaries:
