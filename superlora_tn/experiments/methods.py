@@ -144,7 +144,7 @@ def all_methods() -> list[Method]:
         _grouped(3, 1, 1, rho=0.01),
         _grouped(4, 1, 1, rho=0.01),
         _grouped(3, 1, 4, shuffle=0),
-        Method("full FT (q,v)", "full FT", "full", quick=True),
+        Method("full FT (adapted W)", "full FT", "full", quick=True),
     ]
     return methods
 
