@@ -108,7 +108,7 @@ def apply_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, x: Any, *
     xf = x.reshape(tokens, *col_shape)
     operands = [params[t.name] for t in g.tensors]
     expr = expression(eq, (*g.shapes, (tokens, *col_shape)))
-    y = expr(*operands, xf, backend=be.name)
+    y = expr(*operands, xf, backend=be.einsum_backend)
     out_dim = next(t.matrix_shape for t in spec.targets if t.name == name)[0]
     y = y.reshape(*lead, out_dim)
     factor = spec.target_scale(name)

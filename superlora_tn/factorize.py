@@ -71,14 +71,14 @@ def balanced_factors(n: int, k: int) -> tuple[int, ...]:
 
 
 def peft_factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
-    """The (smaller, larger) split PEFT and LyCORIS use for LoKr, ``factor`` semantics included.
+    """The split PEFT and LyCORIS use for LoKr, ``factor`` semantics included.
 
-    A positive ``factor`` that divides ``dimension`` is taken as one of the two factors; any other
-    positive ``factor`` caps the smaller factor.
+    A positive ``factor`` that divides ``dimension`` is returned first, as is, even when it is the
+    larger one (PEFT/LyCORIS: ``factorization(12, 4) == (4, 3)``); any other positive ``factor``
+    caps the smaller factor, and the result is (smaller, larger).
     """
     if factor > 0 and dimension % factor == 0:
-        m, n = factor, dimension // factor
-        return (min(m, n), max(m, n))
+        return (factor, dimension // factor)
     cap = dimension if factor < 0 else factor
     best = (1, dimension)
     for d in divisors(dimension):

@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["MAX_BLOCK", "fwht", "hadamard_blocks", "sylvester"]
 
-MAX_BLOCK = 32
+MAX_BLOCK = 64
 
 
 def sylvester(h: int) -> np.ndarray:
@@ -50,20 +50,38 @@ def hadamard_blocks(length: int, max_block: int = MAX_BLOCK) -> list[np.ndarray]
     return blocks or [np.ones((1, 1))]
 
 
-def fwht(x: Any, blocks: list[Any]) -> Any:
+def fwht(x: Any, blocks: list[Any], rotate: bool | None = None) -> Any:
     """Unnormalised Walsh–Hadamard transform of the last axis of ``x``.
 
     ``blocks`` are the small Hadamard matrices (arrays of x's backend and dtype) from
-    ``hadamard_blocks(x.shape[-1])``. Works on any array type with reshape and ``@``.
+    ``hadamard_blocks(x.shape[-1])``. Works on any array type with reshape, swapaxes and ``@``.
+
+    Two lowerings of the same Kronecker chain (identical results up to float summation order):
+    ``rotate=True`` applies each block as ONE GEMM per batch row whose left operand is read
+    transposed (``x.reshape(h, rest).T @ H``), which also rotates the folded axes so that after
+    all blocks they are back in order (best with NumPy's BLAS dispatch); ``rotate=False`` applies
+    each block in place along its own axis (first axis: one GEMM ``H @ X``; last axis:
+    ``X @ H``; middle axes: a batched GEMM), best for PyTorch. Default: rotate on NumPy arrays.
     """
     shape = x.shape
+    if rotate is None:
+        rotate = type(x).__module__ == "numpy"
+    rows = 1
+    for n in shape[:-1]:
+        rows *= n
+    y = x.reshape(rows, shape[-1])
+    if rotate:
+        for H in blocks:
+            y = y.reshape(rows, H.shape[0], -1).swapaxes(-1, -2) @ H  # H is symmetric
+        return y.reshape(shape)
+    pre = 1
     post = shape[-1]
-    y = x
     for H in blocks:
         h = H.shape[0]
         post //= h
         if post == 1:
-            y = y.reshape(-1, h) @ H  # H is symmetric
+            y = y.reshape(-1, h) @ H
         else:
-            y = H @ y.reshape(-1, h, post)
+            y = H @ y.reshape(rows * pre, h, post)
+        pre *= h
     return y.reshape(shape)

@@ -16,11 +16,12 @@ import numpy as np
 
 from .backends import get_backend
 from .errors import SpecError
+from .validate import as_nonnegative_int
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
 
-__all__ = ["draw_numpy", "init_params", "zero_blocks"]
+__all__ = ["FLOAT_DTYPES", "check_float_dtype", "draw_numpy", "init_params", "zero_blocks"]
 
 
 def zero_blocks(spec: SuperLoRA, zero_init: Any) -> set[str]:
@@ -31,27 +32,40 @@ def zero_blocks(spec: SuperLoRA, zero_init: Any) -> set[str]:
         return set()
     if isinstance(zero_init, str) or not isinstance(zero_init, Iterable):
         raise SpecError("zero_init", zero_init, "True, False, or an iterable of parameter names")
-    names = set(zero_init)
+    names = list(zero_init)
     known = spec.param_shapes
     for name in names:
-        if name not in known:
+        if not isinstance(name, str) or name not in known:
             raise SpecError("zero_init", name, f"parameter names such as {list(known)[:4]}")
+    chosen = set(names)
     for g in spec.groups:
-        hit = sorted(names & set(g.param_shapes))
+        hit = sorted(chosen & set(g.param_shapes))
         if len(hit) > 1:
             raise SpecError(
                 "zero_init", hit,
                 f"at most one zero block per group: zeroing {hit} in group {g.index} makes every "
                 "gradient zero forever (a dead adapter)",
             )
-    return names
+    return chosen
+
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def check_float_dtype(backend: Any, dtype: Any) -> Any:
+    """The backend's dtype for ``dtype`` if it is a floating type, else a SpecError."""
+    try:
+        resolved = backend.resolve_dtype(dtype)
+    except (TypeError, AttributeError, ValueError):
+        resolved = None
+    if resolved is None or backend.dtype_name(resolved) not in FLOAT_DTYPES:
+        raise SpecError("dtype", dtype, f"a floating dtype of {backend.name}: one of {FLOAT_DTYPES}")
+    return resolved
 
 
 def draw_numpy(spec: SuperLoRA, seed: int | None = None) -> dict[str, np.ndarray]:
     """All parameters as float64 NumPy arrays, none zeroed."""
-    seed = spec.config["seed"] if seed is None else seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SpecError("seed", seed, "a non-negative integer")
+    seed = spec.config["seed"] if seed is None else as_nonnegative_int("seed", seed)
     out: dict[str, np.ndarray] = {}
     for g in spec.groups:
         rng = np.random.default_rng([seed, g.index])
@@ -70,11 +84,7 @@ def init_params(spec: SuperLoRA, backend: Any = "numpy", *, seed: int | None = N
                 dtype: Any = None, device: Any = None) -> dict[str, Any]:
     """Initial parameters on ``backend`` in ``dtype`` (default: the backend's default float)."""
     be = get_backend(backend)
-    dtype = be.default_dtype() if dtype is None else dtype
-    try:
-        be.resolve_dtype(dtype)
-    except (TypeError, AttributeError):
-        raise SpecError("dtype", dtype, f"a floating dtype of {be.name} such as float32 or float64") from None
+    dtype = check_float_dtype(be, be.default_dtype() if dtype is None else dtype)
     zeros = zero_blocks(spec, zero_init)
     values = draw_numpy(spec, seed)
     for name in zeros:

@@ -1,8 +1,8 @@
 """Grouping: which entries of dW_all each group generates.
 
-A group is a list of segments (target, start, stop) over the row-major flattened targets. The
-"layout" is the concatenation of all groups' segments in group order: the order of z, the
-generators' concatenated output. Without shuffling dW_layout = z; with it dW_layout = z[perm].
+A group is a list of segments (target, start, stop) over the row-major flattened targets. z is
+the groups' outputs concatenated in group order. Without shuffling each group's entries go to its
+own segments; with shuffling dW_all (targets in spec order) = z[perm] (DESIGN.md section 2).
 
 >>> from superlora_tn.targets import normalize_targets
 >>> t = normalize_targets({"a": (2, 3), "b": (2, 2)})
@@ -13,11 +13,13 @@ generators' concatenated output. Without shuffling dW_layout = z; with it dW_lay
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import SpecError
 from .targets import Target
+from .validate import is_integer
 
 __all__ = ["GroupingArg", "Segment", "group_segments"]
 
@@ -43,8 +45,8 @@ def group_segments(targets: tuple[Target, ...], groups: GroupingArg) -> tuple[tu
         if groups != "weight":
             raise SpecError("groups", groups, '"weight", a positive integer, or a list of lists of target names')
         return tuple((Segment(t.name, 0, t.size),) for t in targets)
-    if isinstance(groups, int) and not isinstance(groups, bool):
-        return _balanced_chunks(targets, groups)
+    if is_integer(groups):
+        return _balanced_chunks(targets, operator.index(groups))
     return _explicit(targets, groups)
 
 
@@ -56,13 +58,16 @@ def _balanced_chunks(targets: tuple[Target, ...], count: int) -> tuple[tuple[Seg
     bounds = [0]
     for g in range(count):
         bounds.append(bounds[-1] + base + (1 if g < extra else 0))
-    result = []
+    result: list[tuple[Segment, ...]] = []
+    t = 0  # first target that can overlap the current chunk: one pass over chunks and targets
     for lo, hi in itertools.pairwise(bounds):
-        segs = []
-        for t in targets:
-            a, b = max(lo, t.offset), min(hi, t.offset + t.size)
-            if a < b:
-                segs.append(Segment(t.name, a - t.offset, b - t.offset))
+        while targets[t].offset + targets[t].size <= lo:
+            t += 1
+        segs, j = [], t
+        while j < len(targets) and targets[j].offset < hi:
+            a, b = max(lo, targets[j].offset), min(hi, targets[j].offset + targets[j].size)
+            segs.append(Segment(targets[j].name, a - targets[j].offset, b - targets[j].offset))
+            j += 1
         result.append(tuple(segs))
     return tuple(result)
 
@@ -78,7 +83,7 @@ def _explicit(targets: tuple[Target, ...], groups: Sequence[Sequence[str]]) -> t
             raise SpecError("groups", members, "each group a non-empty list of target names")
         segs = []
         for name in members:
-            if name not in by_name:
+            if not isinstance(name, str) or name not in by_name:
                 raise SpecError("groups", name, f"names of targets ({', '.join(list(by_name)[:6])}{', ...' if len(by_name) > 6 else ''})")
             if name in seen:
                 raise SpecError("groups", name, "each target in exactly one group (this one is in two)")

@@ -70,6 +70,13 @@ class Batch:
         return expression(self.equation, self.shapes)
 
     @property
+    def program(self) -> Any:
+        """The lowered program (GEMMs and broadcast products, output in C order)."""
+        from .execute import program
+
+        return program(self.equation, self.shapes)
+
+    @property
     def needs_cut(self) -> bool:
         """True when the Kronecker product has surplus rows or the fold surplus entries."""
         t = self.template
@@ -93,24 +100,28 @@ class Plan:
             by_key.setdefault(g.structure_key, []).append(g)
         self.batches = tuple(Batch(tuple(gs)) for gs in by_key.values())
         self.pieces = self._target_pieces()
+        #: parameter name -> shape (cached: checked on every contract call)
+        self.param_shapes = spec.param_shapes
         self._constants: dict[tuple, Any] = {}
 
     def _target_pieces(self) -> dict[str, list[tuple[int, int, int]]]:
-        """target -> [(source, start, stop)]: source is a group index, or -1 for the shuffled z."""
-        shuffled = self.spec.config["shuffle"] is not None
+        """target -> [(source, start, stop)]: source is a group index, or -1 for the shuffled z.
+
+        Unshuffled, a target's entries come from the groups holding its segments. Shuffled,
+        dW_all (targets in spec order, row-major) = z[perm], so a target is one slice of z[perm].
+        """
+        if self.spec.config["shuffle"] is not None:
+            return {t.name: [(-1, t.offset, t.offset + t.size)] for t in self.spec.targets}
         pieces: dict[str, list[tuple[int, int, int, int]]] = {t.name: [] for t in self.spec.targets}
-        layout = 0
         for g in self.spec.groups:
             local = 0
             for s in g.segments:
-                src = (-1, layout, layout + s.size) if shuffled else (g.index, local, local + s.size)
-                pieces[s.target].append((s.start, *src))
-                layout += s.size
+                pieces[s.target].append((s.start, g.index, local, local + s.size))
                 local += s.size
         return {name: [p[1:] for p in sorted(ps)] for name, ps in pieces.items()}
 
     def permutation(self) -> np.ndarray | None:
-        """The shuffle: dW_layout = z[perm], drawn once from the shuffle seed."""
+        """The shuffle: dW_all = z[perm] (z: the groups' outputs concatenated), drawn once from its seed."""
         seed = self.spec.config["shuffle"]
         if seed is None:
             return None

@@ -36,6 +36,28 @@ def projection_rng(seed: int, group: int) -> np.random.Generator:
     return np.random.default_rng([seed, group, 0x50F])
 
 
+GATHER_BUCKET = 4096  # entries per destination bucket of the two-pass gather (16 KiB of float32)
+TWO_PASS_MIN = 1 << 18  # below this a plain gather stays in cache
+
+
+def two_pass_gather(perm: np.ndarray) -> dict[str, np.ndarray]:
+    """Split the gather ``y = x[perm]`` into a cache-friendly scatter and a local gather.
+
+    ``t[scatter] = x`` reads x sequentially and writes into one stream per destination bucket;
+    ``y = t[gather]`` then only reads inside a bucket (in cache). The result is exactly
+    ``x[perm]`` (a permutation moves values, no arithmetic). Empty for small permutations.
+    """
+    T = perm.size
+    if T < TWO_PASS_MIN:
+        return {}
+    dest = np.empty(T, dtype=np.int64)
+    dest[perm] = np.arange(T)
+    order = np.argsort(dest // GATHER_BUCKET, kind="stable")
+    pos = np.empty(T, dtype=np.int64)
+    pos[order] = np.arange(T)
+    return {"scatter": pos, "gather": pos[perm]}
+
+
 @dataclass(frozen=True)
 class Projection:
     """Base of the fixed linear projections: ``ratio`` rho in (0, 1], optional own ``seed``."""
@@ -82,9 +104,11 @@ class Fastfood(Projection):
             gauss.append(rng.standard_normal((nb, L)))
         B = len(group_ids)
         offsets = (np.arange(B * nb) * L).reshape(B, nb, 1)
+        perm = (np.stack(perms) + offsets).reshape(-1)
         return {
             "signs": np.stack(signs),
-            "perm": (np.stack(perms) + offsets).reshape(-1),
+            "perm": perm,
+            **two_pass_gather(perm),
             "gauss": np.stack(gauss) / math.sqrt(n * L),
             "blocks": hadamard_blocks(L),
             "n": n,
@@ -100,7 +124,12 @@ class Fastfood(Projection):
             u = backend.concat([u, backend.zeros((B, L - n_gen), like=u)], axis=1)
         x = u.reshape(B, 1, L) * consts["signs"]
         x = fwht(x, consts["blocks"])
-        x = x.reshape(-1)[consts["perm"]].reshape(B, nb, L) * consts["gauss"]
+        x = x.reshape(-1)
+        if "scatter" in consts and backend.name in ("numpy", "torch"):
+            x = backend.take(backend.scatter(x, consts["scatter"]), consts["gather"])
+        else:
+            x = x[consts["perm"]]
+        x = x.reshape(B, nb, L) * consts["gauss"]
         x = fwht(x, consts["blocks"])
         return x.reshape(B, nb * L)[:, :n]
 

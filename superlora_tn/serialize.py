@@ -61,24 +61,47 @@ def spec_to_dict(spec: SuperLoRA) -> dict[str, Any]:
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> SuperLoRA:
+    """The spec ``spec_to_dict`` described; SpecError naming the key for anything malformed."""
+    import inspect
+
     from .spec import SuperLoRA
 
+    if not isinstance(data, Mapping):
+        raise SpecError("spec", type(data).__name__, "a dict written by SuperLoRA.to_dict()")
     if data.get("format") != "superlora_tn.spec":
         raise SpecError("format", data.get("format"), '"superlora_tn.spec"')
     if data.get("version") != FORMAT_VERSION:
         raise SpecError("version", data.get("version"), f"{FORMAT_VERSION} (this library's spec format)")
-    config = dict(data["config"])
-    config["projection"] = projection_from_dict(config.get("projection"))
+    targets, config = data.get("targets"), data.get("config")
+    if not isinstance(targets, list) or not all(isinstance(t, list | tuple) and len(t) == 2 for t in targets):
+        raise SpecError("spec['targets']", targets, "a list of [name, shape] pairs")
+    if not isinstance(config, Mapping):
+        raise SpecError("spec['config']", config, "a mapping of SuperLoRA arguments")
+    allowed = [p for p in inspect.signature(SuperLoRA).parameters if p != "targets"]
+    unknown = sorted(str(k) for k in config if k not in allowed)
+    if unknown:
+        raise SpecError("spec['config']", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")
+    config = dict(config)
+    projection = config.get("projection")
+    if projection is not None and not isinstance(projection, Mapping):
+        raise SpecError("spec['config']['projection']", projection, 'null or {"kind": ..., "ratio": ..., "seed": ...}')
+    config["projection"] = projection_from_dict(projection)
     fold = config.get("fold")
     config["fold"] = tuple(fold) if isinstance(fold, list) else fold
     for key in ("rank", "structure"):
         value = config.get(key)
         if isinstance(value, Mapping):
+            if not isinstance(value.get("per_factor"), list):
+                raise SpecError(f"spec['config'][{key!r}]", value, '{"per_factor": [...]}, a list, or a single value')
             config[key] = [tuple(v) if isinstance(v, list) else v for v in value["per_factor"]]
         elif isinstance(value, list):
             config[key] = tuple(value)
-    config["identity_modes"] = tuple(config.get("identity_modes") or ())
+    modes = config.get("identity_modes") or ()
+    config["identity_modes"] = tuple(modes) if isinstance(modes, list | tuple) else modes
     groups = config.get("groups")
     if isinstance(groups, list):
-        config["groups"] = [list(g) for g in groups]
-    return SuperLoRA([(name, tuple(shape)) for name, shape in data["targets"]], **config)
+        config["groups"] = [list(g) if isinstance(g, list | tuple) else g for g in groups]
+    pairs = []
+    for name, shape in targets:
+        pairs.append((name, tuple(shape) if isinstance(shape, list | tuple) else shape))
+    return SuperLoRA(pairs, **config)

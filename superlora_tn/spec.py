@@ -23,7 +23,7 @@ from .network import GroupNetwork
 from .projection import Projection
 from .structures import STRUCTURES, FactorSpec
 from .targets import Target, normalize_targets
-from .validate import as_positive_int, is_positive_int
+from .validate import as_nonnegative_int, as_positive_int, is_positive_int
 
 __all__ = ["SuperLoRA"]
 
@@ -75,9 +75,13 @@ class SuperLoRA:
     ) -> None:
         self.targets: tuple[Target, ...] = normalize_targets(targets)
         self._by_name = {t.name: t for t in self.targets}
+        if isinstance(identity_modes, str) or not isinstance(identity_modes, Sequence):
+            raise SpecError("identity_modes", identity_modes, "a tuple of mode indices, e.g. (0,)")
+        if scale is not None and not isinstance(scale, Mapping):
+            raise SpecError("scale", scale, "None or a mapping target name -> number")
         self.config: dict[str, Any] = dict(
-            groups=_freeze(groups), fold=tuple(fold) if isinstance(fold, list) else fold, order=order, splits=splits, rank=_freeze(rank),
-            structure=_freeze(structure), projection=projection, shuffle=shuffle, alpha=alpha, seed=seed,
+            groups=_freeze(groups), fold=tuple(fold) if isinstance(fold, list) else fold, order=order, splits=splits,
+            rank=_freeze(rank), structure=_freeze(structure), projection=projection, shuffle=shuffle, alpha=alpha, seed=seed,
             identity_modes=tuple(identity_modes), exact_splits=exact_splits, split_factor=split_factor,
             scale=dict(scale) if scale else None,
         )
@@ -96,16 +100,22 @@ class SuperLoRA:
         as_positive_int("splits", c["splits"])
         if c["projection"] is not None and not isinstance(c["projection"], Projection):
             raise SpecError("projection", c["projection"], "None, Fastfood(ratio) or Gaussian(ratio)")
-        if c["shuffle"] is not None and (not isinstance(c["shuffle"], int) or isinstance(c["shuffle"], bool) or c["shuffle"] < 0):
-            raise SpecError("shuffle", c["shuffle"], "None or a non-negative integer seed")
-        if isinstance(c["seed"], bool) or not isinstance(c["seed"], int) or c["seed"] < 0:
-            raise SpecError("seed", c["seed"], "a non-negative integer")
+        if c["shuffle"] is not None:
+            c["shuffle"] = as_nonnegative_int("shuffle", c["shuffle"], "None or a non-negative integer seed")
+        c["seed"] = as_nonnegative_int("seed", c["seed"])
+        if not isinstance(c["exact_splits"], bool):
+            raise SpecError("exact_splits", c["exact_splits"], "True or False")
         alpha = c["alpha"]
         if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha)):
             raise SpecError("alpha", alpha, "None or a finite number")
+        if alpha == 0:
+            raise SpecError("alpha", alpha, "None or a non-zero number (alpha = 0 makes dW and every gradient zero: a dead adapter)")
         factor = c["split_factor"]
         if isinstance(factor, bool) or not isinstance(factor, int) or factor == 0 or factor < -1:
             raise SpecError("split_factor", c["split_factor"], "-1 (balanced) or a positive integer")
+        if factor != -1 and c["splits"] != 2:
+            raise SpecError("split_factor", factor, f"-1 unless splits=2 (PEFT's decompose_factor splits in two; splits={c['splits']})")
+
         for name, value in (c["scale"] or {}).items():
             if name not in self._by_name:
                 raise SpecError("scale", name, f"target names ({', '.join(list(self._by_name)[:6])}, ...)")
@@ -134,6 +144,8 @@ class SuperLoRA:
             factors = tuple(
                 self._factor(k, tuple(split[k] for split in per_mode)) for k in range(K)
             )
+            if c["identity_modes"] and not any(f.structure == "tucker" for f in factors):
+                raise SpecError("identity_modes", c["identity_modes"], "() unless a factor is 'tucker' (only Tucker modes can be)")
             result.append(GroupNetwork(g, segments, size, generated, fold, factors, projection))
         return tuple(result)
 
@@ -197,6 +209,12 @@ class SuperLoRA:
         """The factor dW of target ``name`` is multiplied by: alpha / r times its own scale."""
         return self.scale_factor * float((self.config["scale"] or {}).get(name, 1.0))
 
+    def identify(self) -> str:
+        """The named variant this spec reduces to ("lora", "lokr", ...), else "superlora"."""
+        from .reductions import identify
+
+        return identify(self)
+
     # ----------------------------------------------------------------- arrays
     @cached_property
     def _plan(self) -> Any:
@@ -225,22 +243,30 @@ class SuperLoRA:
         return init_params(self, backend, seed=seed, zero_init=zero_init, dtype=dtype, device=device)
 
     def contract(self, params: Mapping[str, Any] | None = None, *, backend: Any = None,
-                 dtype: Any = None) -> dict[str, Any]:
+                 dtype: Any = None, out: Any = None) -> dict[str, Any]:
         """dW per target, name -> array of the target's shape.
 
         Without ``params``, contracts seeded random NON-zero parameters (for checking identities)
         on ``backend`` (default numpy). With ``params``, the array type picks the backend unless
-        ``backend`` forces one.
+        ``backend`` forces one. ``out``: buffers to write dW into (a mapping name -> array of
+        the target's shape, or one 1-D array of ``num_entries``, dW_all in target order), e.g.
+        for merging; the returned dict holds those buffers (not differentiable).
         """
         from .execute import contract
 
-        return contract(self, params, backend=backend, dtype=dtype)
+        return contract(self, params, backend=backend, dtype=dtype, out=out)
 
     def summary(self) -> str:
         """Per-group table: fold, splits, structure, equation, params, FLOPs, largest intermediate."""
         from .summary import summary
 
         return summary(self)
+
+    def draw(self, group: int = 0, path: Any = None) -> Any:
+        """Draw group ``group``'s tensor network (matplotlib Figure); save it to ``path`` (.png/.svg) if given."""
+        from .draw import draw
+
+        return draw(self, group, path)
 
     # ----------------------------------------------------------------- identity
     def to_dict(self) -> dict[str, Any]:

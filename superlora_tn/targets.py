@@ -44,7 +44,12 @@ def normalize_targets(
     targets: Mapping[str, Sequence[int]] | Sequence[tuple[str, Sequence[int]]],
 ) -> tuple[Target, ...]:
     """Check a name -> shape mapping (or a list of pairs) and lay the targets out in order."""
-    items = list(targets.items()) if isinstance(targets, Mapping) else list(targets)
+    if isinstance(targets, Mapping):
+        items = list(targets.items())
+    elif isinstance(targets, Sequence) and not isinstance(targets, str | bytes):
+        items = list(targets)
+    else:
+        raise SpecError("targets", targets, "a non-empty mapping of name -> weight shape (or a list of (name, shape) pairs)")
     if not items:
         raise SpecError("targets", targets, "a non-empty mapping of name -> weight shape")
     seen: set[str] = set()

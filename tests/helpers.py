@@ -75,7 +75,7 @@ def reference_contract(spec: Any, params: dict[str, Any]) -> dict[str, np.ndarra
     params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
     ys = []
     for g in spec.groups:
-        Ts = [factor_tensor(f, lambda local, k=k: params[f"g{g.index}_k{k}_{local}"]) for k, f in enumerate(g.factors)]
+        Ts = [factor_tensor(f, lambda local, k=k, g=g: params[f"g{g.index}_k{k}_{local}"]) for k, f in enumerate(g.factors)]
         X = Ts[0]
         for T in Ts[1:]:
             X = np.kron(X, T)
@@ -83,12 +83,15 @@ def reference_contract(spec: Any, params: dict[str, Any]) -> dict[str, np.ndarra
         u = X.reshape(-1)[: g.generated]
         ys.append(u if g.projection is None else dense_projection(g, spec.config["seed"]) @ u)
     z = np.concatenate(ys)
-    if spec.config["shuffle"] is not None:
-        z = z[spec.plan().permutation()]
     flat = {t.name: np.full(t.size, np.nan) for t in spec.targets}
-    pos = 0
-    for g in spec.groups:
-        for s in g.segments:
-            flat[s.target][s.start : s.stop] = z[pos : pos + s.size]
-            pos += s.size
+    if spec.config["shuffle"] is not None:  # dW_all, targets in spec order, is z[perm]
+        dw_all = z[spec.plan().permutation()]
+        for t in spec.targets:
+            flat[t.name][:] = dw_all[t.offset : t.offset + t.size]
+    else:  # each group's entries go to its segments, in the order the group lists them
+        pos = 0
+        for g in spec.groups:
+            for s in g.segments:
+                flat[s.target][s.start : s.stop] = z[pos : pos + s.size]
+                pos += s.size
     return {t.name: flat[t.name].reshape(t.shape) * spec.target_scale(t.name) for t in spec.targets}

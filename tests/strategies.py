@@ -54,7 +54,7 @@ def specs(draw: st.DrawFn, allow_projection: bool = True) -> slt.SuperLoRA:
     if structure == "mixed":
         structure = [draw(st.sampled_from(["tucker", "cp", "dense"])) for _ in range(splits)]
     rank = draw(st.one_of(st.integers(1, 4), st.tuples(*[st.integers(1, 4)] * order)))
-    if structure in ("cp", "lora") or isinstance(structure, list) and "cp" in structure:
+    if structure in ("cp", "lora") or (isinstance(structure, list) and "cp" in structure):
         rank = draw(st.integers(1, 4))
     try:
         return slt.SuperLoRA(

@@ -94,6 +94,18 @@ def test_shuffle_is_a_permutation_of_the_unshuffled_output() -> None:
     np.testing.assert_allclose(np.sort(a), np.sort(b))
 
 
+def test_shuffle_scatters_into_dw_all_in_target_order_even_with_reordered_groups() -> None:
+    targets = {"a": (3, 5), "b": (4, 2)}
+    spec = slt.SuperLoRA(targets, groups=[["b", "a"]], fold="balanced", rank=2, shuffle=3)
+    unshuffled = slt.SuperLoRA(targets, groups=[["b", "a"]], fold="balanced", rank=2)
+    p = spec.init(zero_init=False)
+    plain = unshuffled.contract(p)
+    z = np.concatenate([plain["b"].ravel(), plain["a"].ravel()])  # the generator output, group order
+    got = spec.contract(p)
+    dw_all = np.concatenate([got["a"].ravel(), got["b"].ravel()])  # target order
+    np.testing.assert_array_equal(dw_all, z[spec.plan().permutation()])
+
+
 def test_natural_fold_modes_split_rows_and_columns() -> None:
     spec = slt.SuperLoRA({"w": (12, 20)}, order=4, structure="tucker", rank=2)
     assert spec.groups[0].fold == (3, 4, 4, 5)

@@ -21,6 +21,8 @@ class Backend(ABC):
 
     #: name used by ``backend="..."`` and by opt_einsum
     name: str = ""
+    #: the opt_einsum backend that runs this backend's einsums (a third party may reuse one)
+    einsum_backend: str = ""
     #: top-level module whose presence in ``sys.modules`` allows dispatch by array type
     framework: str = ""
 
@@ -65,9 +67,56 @@ class Backend(ABC):
         """A backend-neutral name such as "float32"."""
         return str(dtype).rsplit(".", 1)[-1]
 
+    # ---- fast-path operations (execute.py, hadamard.py); defaults use the shared array API
+    #: True when ``matmul``/``multiply``/``copy_into`` can write into a caller's buffer
+    supports_out: bool = True
+
+    def transpose(self, x: Any, axes: Sequence[int]) -> Any:
+        """A permuted view of ``x`` (no copy where the library allows)."""
+        return x.transpose(tuple(axes))
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        """``a @ b`` (batched), written into ``out`` when given."""
+        if out is None:
+            return a @ b
+        raise NotImplementedError(f"{self.name} cannot write into an out= buffer")
+
+    def multiply(self, a: Any, b: Any, out: Any = None) -> Any:
+        """Broadcast ``a * b``, written into ``out`` when given."""
+        if out is None:
+            return a * b
+        raise NotImplementedError(f"{self.name} cannot write into an out= buffer")
+
+    def copy_into(self, dst: Any, src: Any) -> Any:
+        """Copy ``src`` into the buffer ``dst`` (same shape) and return ``dst``."""
+        raise NotImplementedError(f"{self.name} cannot write into an out= buffer")
+
+    def scale_(self, x: Any, factor: float) -> Any:
+        """Multiply the buffer ``x`` by ``factor`` in place and return it."""
+        raise NotImplementedError(f"{self.name} cannot write into an out= buffer")
+
+    def is_contiguous(self, x: Any) -> bool:
+        """True when ``x`` is C-contiguous (so ``reshape`` of it is a view)."""
+        return True
+
+    def sum(self, x: Any, axes: Sequence[int]) -> Any:
+        return x.sum(axis=tuple(axes))
+
+    def take(self, x: Any, index: Any) -> Any:
+        """``x[index]`` along the first axis (an integer array of this backend)."""
+        return x[index]
+
+    def scatter(self, x: Any, index: Any) -> Any:
+        """y with ``y[index] = x`` (``index`` a permutation, an integer array of this backend)."""
+        raise NotImplementedError
+
+    def einsum_path(self, equation: str, operands: Sequence[Any], path: Sequence[tuple[int, ...]]) -> Any:
+        """einsum along a precomputed opt_einsum contraction path (no path search per call)."""
+        return opt_einsum.contract(equation, *operands, optimize=list(path), backend=self.einsum_backend)
+
     def einsum(self, equation: str, *operands: Any) -> Any:
         """Plain einsum through opt_einsum (no cached expression)."""
-        return opt_einsum.contract(equation, *operands, backend=self.name)
+        return opt_einsum.contract(equation, *operands, backend=self.einsum_backend)
 
     def __repr__(self) -> str:
         return f"<superlora_tn backend {self.name!r}>"

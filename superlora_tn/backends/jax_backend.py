@@ -19,6 +19,7 @@ __all__ = ["JaxBackend"]
 
 class JaxBackend(Backend):
     name = "jax"
+    einsum_backend = "jax"
     framework = "jax"
 
     def __init__(self) -> None:
@@ -65,3 +66,6 @@ class JaxBackend(Backend):
 
     def zeros(self, shape: tuple[int, ...], *, like: Any) -> Any:
         return self.jnp.zeros(shape, dtype=like.dtype)
+
+    def scatter(self, x: Any, index: Any) -> Any:
+        return self.jnp.zeros_like(x).at[index].set(x)

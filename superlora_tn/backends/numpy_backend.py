@@ -14,6 +14,7 @@ __all__ = ["NumpyBackend"]
 
 class NumpyBackend(Backend):
     name = "numpy"
+    einsum_backend = "numpy"
     framework = "numpy"
 
     def is_array(self, x: Any) -> bool:
@@ -39,3 +40,27 @@ class NumpyBackend(Backend):
 
     def zeros(self, shape: tuple[int, ...], *, like: Any) -> Any:
         return np.zeros(shape, dtype=like.dtype)
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        return np.matmul(a, b, out=out)
+
+    def multiply(self, a: Any, b: Any, out: Any = None) -> Any:
+        return np.multiply(a, b, out=out)
+
+    def copy_into(self, dst: Any, src: Any) -> Any:
+        np.copyto(dst, src)
+        return dst
+
+    def scale_(self, x: Any, factor: float) -> Any:
+        return np.multiply(x, factor, out=x)
+
+    def is_contiguous(self, x: Any) -> bool:
+        return bool(x.flags.c_contiguous)
+
+    def take(self, x: Any, index: Any) -> Any:
+        return np.take(x, index, axis=0)
+
+    def scatter(self, x: Any, index: Any) -> Any:
+        y = np.empty_like(x)
+        y[index] = x
+        return y

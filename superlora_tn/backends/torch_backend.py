@@ -14,6 +14,7 @@ __all__ = ["TorchBackend"]
 
 class TorchBackend(Backend):
     name = "torch"
+    einsum_backend = "torch"
     framework = "torch"
 
     def __init__(self) -> None:
@@ -57,3 +58,46 @@ class TorchBackend(Backend):
 
     def zeros(self, shape: tuple[int, ...], *, like: Any) -> Any:
         return self.torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+    def transpose(self, x: Any, axes: Sequence[int]) -> Any:
+        return x.permute(*axes)
+
+    def einsum_path(self, equation: str, operands: Sequence[Any], path: Sequence[tuple[int, ...]]) -> Any:
+        # torch.einsum minus its per-call path search: its C++ kernel takes the flattened path
+        flat = [i for pair in path for i in pair]
+        try:
+            return self.torch._VF.einsum(equation, list(operands), path=flat)
+        except (AttributeError, TypeError, RuntimeError):
+            return self.torch.einsum(equation, *operands)
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        if out is None:
+            return self.torch.matmul(a, b)
+        with self.torch.no_grad():
+            return self.torch.matmul(a, b, out=out)
+
+    def multiply(self, a: Any, b: Any, out: Any = None) -> Any:
+        if out is None:
+            return self.torch.mul(a, b)
+        with self.torch.no_grad():
+            return self.torch.mul(a, b, out=out)
+
+    def copy_into(self, dst: Any, src: Any) -> Any:
+        with self.torch.no_grad():
+            return dst.copy_(src)
+
+    def scale_(self, x: Any, factor: float) -> Any:
+        with self.torch.no_grad():
+            return x.mul_(factor)
+
+    def is_contiguous(self, x: Any) -> bool:
+        return bool(x.is_contiguous())
+
+    def sum(self, x: Any, axes: Sequence[int]) -> Any:
+        return x.sum(dim=tuple(axes))
+
+    def take(self, x: Any, index: Any) -> Any:
+        return self.torch.index_select(x, 0, index)
+
+    def scatter(self, x: Any, index: Any) -> Any:
+        return self.torch.empty_like(x).index_copy_(0, index, x)

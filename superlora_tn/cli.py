@@ -1,0 +1,466 @@
+"""The ``superlora-tn`` command line (also ``python -m superlora_tn``).
+
+Commands: ``demo``, ``plan``, ``budget``, ``draw``, ``verify``, ``bench``, ``experiment``.
+Bad flags or files print a message and exit 2 (argparse's convention, also for ``SpecError``);
+a missing optional part (reductions, benchmarks, experiments) exits 3.
+
+>>> main(["plan", "--preset", "vit-b16", "--rank", "4", "--json"])  # doctest: +ELLIPSIS
+{...
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+
+__all__ = ["build_parser", "load_spec", "load_targets", "main"]
+
+EXIT_BAD_INPUT = 2
+EXIT_MISSING_PART = 3
+CHECKPOINT_DEFAULT = r"(^|\.)(q_proj|v_proj|query|value|c_attn|q|v)\.weight$"
+
+
+class MissingPart(Exception):
+    """An optional part of the project (another module) is not installed in this build."""
+
+
+# ----------------------------------------------------------------------------- output
+def _console() -> Any:
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 220)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
+    """A table with rich when installed, else aligned plain text."""
+    console = _console()
+    cells = [[str(c) for c in row] for row in rows]
+    if console is not None:
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for c in columns:
+            table.add_column(c, justify="right" if c in right else "left", no_wrap=True)
+        for row in cells:
+            table.add_row(*row)
+        console.print(table)
+        return
+    widths = [max(len(x) for x in col) for col in zip(columns, *cells)]
+    print(title)
+    for row in [list(columns), *cells]:
+        print("  ".join(x.rjust(w) if c in right else x.ljust(w) for x, w, c in zip(row, widths, columns)).rstrip())
+
+
+def _si(x: float) -> str:
+    for unit, div in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:g}"
+
+
+# ----------------------------------------------------------------------------- targets and specs
+def _add_target_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("targets (one source)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--preset", help="model shapes shipped with the package: vit-b16, gpt2-medium, llama-7b, llama-70b")
+    src.add_argument("--targets-file", metavar="PATH", help='JSON/YAML: {"name": [out, in], ...} or [[name, shape], ...]')
+    src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors file or folder (header only, no weights loaded)")
+    g.add_argument("--targets", metavar="REGEX", default=None,
+                   help="select weights whose name matches REGEX ('all' for every weight; default: attention query and value)")
+    g.add_argument("--conv1d", action="store_true", help="checkpoint 2-D weights are stored (in, out) (GPT-2 Conv1D): transpose them")
+
+
+def _add_spec_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("spec (flags override --spec)")
+    g.add_argument("--spec", metavar="PATH", help="a saved spec (spec.to_dict() JSON) or a JSON/YAML mapping of SuperLoRA arguments")
+    g.add_argument("--groups", help="weight | kind (same name up to layer index) | an integer G | JSON list of lists of names")
+    g.add_argument("--fold", help="natural | balanced | stack | a shape such as 64x96x128")
+    g.add_argument("--order", type=int, help="M, modes of the fold")
+    g.add_argument("--splits", type=int, help="K, Kronecker factors per group")
+    g.add_argument("--rank", help="r, a per-mode tuple '8,8,4', or JSON (a list per factor)")
+    g.add_argument("--structure", help="tucker | cp | lora | dense, or one per factor: dense,lora")
+    g.add_argument("--projection", help="none | fastfood:RATIO | gaussian:RATIO")
+    g.add_argument("--shuffle", type=int, metavar="SEED", help="shuffle dW_all with this seed")
+    g.add_argument("--alpha", type=float, help="dW = alpha / r * generated")
+    g.add_argument("--seed", type=int, help="seed of init and projections")
+    g.add_argument("--identity-modes", metavar="M,..", help="tucker modes using the identity factor (LoTR: 0)")
+    g.add_argument("--exact-splits", action="store_true", default=None, help="split modes by exact divisors only")
+    g.add_argument("--split-factor", type=int, help="PEFT/LyCORIS decompose_factor for K=2")
+
+
+def load_targets(args: argparse.Namespace, default_preset: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Targets from --preset / --targets-file / --checkpoint, filtered by --targets."""
+    from . import presets
+
+    if args.checkpoint:
+        found = presets.checkpoint_targets(args.checkpoint, conv1d=args.conv1d)
+        return presets.select_targets(found, args.targets or CHECKPOINT_DEFAULT)
+    if args.targets_file:
+        return presets.select_targets(presets.file_targets(args.targets_file), args.targets)
+    name = args.preset or default_preset
+    if name is None:
+        raise SpecError("targets", None, "one of --preset, --targets-file or --checkpoint")
+    return presets.preset_targets(name, args.targets or "default")
+
+
+def _parse_rank(text: str) -> Any:
+    text = text.strip()
+    try:
+        if text.startswith("["):
+            return [tuple(r) if isinstance(r, list) else r for r in json.loads(text)]
+        parts = [int(x) for x in text.split(",")]
+    except (ValueError, TypeError):
+        raise SpecError("--rank", text, "an integer, a tuple like 8,8,4, or a JSON list per factor like [24, [8, 8]]") from None
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _parse_groups(text: str, targets: dict[str, Any]) -> Any:
+    from .presets import group_by_kind
+
+    if text in ("weight",):
+        return text
+    if text == "kind":
+        return group_by_kind(targets)
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise SpecError("--groups", text, "weight, kind, an integer or a JSON list of lists of target names") from None
+
+
+def _parse_projection(text: str) -> Any:
+    from .projection import Fastfood, Gaussian
+
+    if text.lower() in ("none", "identity"):
+        return None
+    kind, _, ratio = text.partition(":")
+    kinds = {"fastfood": Fastfood, "gaussian": Gaussian}
+    try:
+        return kinds[kind.lower()](float(ratio or 1.0))
+    except (KeyError, ValueError):
+        raise SpecError("--projection", text, "none, fastfood:RATIO or gaussian:RATIO with RATIO in (0, 1]") from None
+
+
+def _spec_file(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(SuperLoRA kwargs, targets or None) from a saved spec or an argument mapping."""
+    from .presets import _read_structured
+    from .serialize import projection_from_dict, spec_from_dict
+
+    data = _read_structured(Path(path))
+    if not isinstance(data, dict):
+        raise SpecError("--spec", path, "a JSON/YAML mapping")
+    if data.get("format") == "superlora_tn.spec":
+        spec = spec_from_dict(data)
+        return dict(spec.config), {t.name: t.shape for t in spec.targets}
+    kwargs = dict(data.get("config", data))
+    targets = kwargs.pop("targets", None)
+    if isinstance(kwargs.get("projection"), dict):
+        kwargs["projection"] = projection_from_dict(kwargs["projection"])
+    elif isinstance(kwargs.get("projection"), str):
+        kwargs["projection"] = _parse_projection(kwargs["projection"])
+    if isinstance(kwargs.get("rank"), str):
+        kwargs["rank"] = _parse_rank(kwargs["rank"])
+    if isinstance(kwargs.get("fold"), list):
+        kwargs["fold"] = tuple(kwargs["fold"])
+    return kwargs, (dict(targets) if isinstance(targets, dict) else None)
+
+
+def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") -> Any:
+    """The SuperLoRA described by the target and spec flags (flags win over --spec)."""
+    from .spec import SuperLoRA
+
+    kwargs: dict[str, Any] = {}
+    file_targets = None
+    if args.spec:
+        kwargs, file_targets = _spec_file(args.spec)
+    has_source = args.preset or args.targets_file or args.checkpoint
+    targets = load_targets(args, default_preset) if has_source or file_targets is None else file_targets
+    if args.groups is not None:
+        kwargs["groups"] = _parse_groups(args.groups, targets)
+    elif kwargs.get("groups") == "kind":
+        kwargs["groups"] = _parse_groups("kind", targets)
+    if args.fold is not None:
+        kwargs["fold"] = _parse_fold(args.fold)
+    for name in ("order", "splits", "shuffle", "alpha", "seed", "exact_splits", "split_factor"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
+    if args.rank is not None:
+        kwargs["rank"] = _parse_rank(args.rank)
+    if args.structure is not None:
+        kwargs["structure"] = args.structure.split(",") if "," in args.structure else args.structure
+    if args.projection is not None:
+        kwargs["projection"] = _parse_projection(args.projection)
+    if args.identity_modes is not None:
+        kwargs["identity_modes"] = _parse_ints("--identity-modes", args.identity_modes)
+    unknown = sorted(k for k in kwargs if k not in inspect.signature(SuperLoRA).parameters or k == "targets")
+    if unknown:
+        raise SpecError("--spec", unknown, "SuperLoRA arguments only")
+    return SuperLoRA(targets, **kwargs)
+
+
+def _parse_ints(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(m) for m in text.replace("x", ",").split(",") if m.strip())
+    except ValueError:
+        raise SpecError(flag, text, "comma-separated integers such as 0 or 16,16,16") from None
+
+
+def _parse_fold(text: str) -> str | tuple[int, ...]:
+    if text in ("natural", "balanced", "stack"):
+        return text
+    shape = _parse_ints("--fold", text)
+    if not shape:
+        raise SpecError("--fold", text, "natural, balanced, stack, or a shape such as 64x64x64")
+    return shape
+
+
+# ----------------------------------------------------------------------------- commands
+def _collapse(rows: list[dict[str, Any]]) -> list[tuple[list[int], dict[str, Any]]]:
+    keys = ("entries", "fold", "splits", "structure", "equation", "params", "flops", "largest_intermediate")
+    merged: dict[tuple, tuple[list[int], dict[str, Any]]] = {}
+    for r in rows:
+        merged.setdefault(tuple(r[k] for k in keys), ([], r))[0].append(r["group"])
+    return list(merged.values())
+
+
+def _indices(ids: list[int]) -> str:
+    if len(ids) == 1:
+        return str(ids[0])
+    if ids == list(range(ids[0], ids[-1] + 1)):
+        return f"{ids[0]}-{ids[-1]}"
+    return (",".join(map(str, ids[:3])) + (f",..,{ids[-1]}" if len(ids) > 3 else "")) + f" (x{len(ids)})"
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .summary import group_rows
+
+    start = time.perf_counter()
+    spec = load_spec(args, default_preset=None if (args.spec and not args.preset) else "vit-b16")
+    rows = group_rows(spec)
+    totals = {
+        "targets": len(spec.targets), "entries": spec.num_entries, "groups": len(spec.groups), "params": spec.num_params,
+        "compression": spec.compression, "flops": sum(r["flops"] for r in rows),
+        "largest_intermediate": max(r["largest_intermediate"] for r in rows), "scale": spec.scale_factor,
+        "batches": len(spec.plan().batches),
+    }
+    if args.json:
+        print(json.dumps({"spec": spec.to_dict(), "totals": totals, "groups": rows}, indent=1))
+        return 0
+    proj = spec.config["projection"]
+    extra = (f", projection {type(proj).__name__}({proj.ratio:g})" if proj else "") + (
+        f", shuffle seed {spec.config['shuffle']}" if spec.config["shuffle"] is not None else "")
+    print(f"SuperLoRA over {totals['targets']} targets ({_si(totals['entries'])} entries): {totals['groups']} groups, "
+          f"{totals['params']:,} params, compression {totals['compression']:.1f}x, scale {totals['scale']:g}{extra}")
+    cols = ["group", "fold", "splits", "structure", "equation", "params", "compression", "FLOPs", "largest interm."]
+    groups = [([r["group"]], r) for r in rows] if args.per_group else _collapse(rows)
+    table = [[_indices(ids), r["fold"], r["splits"], r["structure"], r["equation"], f"{r['params']:,}",
+              f"{r['compression']:.1f}x", _si(r["flops"]), _si(r["largest_intermediate"])] for ids, r in groups]
+    print_table("per group" + ("" if args.per_group else " (identical groups merged; --per-group for all)"), cols, table,
+                right=("params", "compression", "FLOPs", "largest interm."))
+    print(f"plan: {totals['batches']} batched contraction(s), {_si(totals['flops'])} FLOPs in all, "
+          f"largest intermediate {_si(totals['largest_intermediate'])} entries ({time.perf_counter() - start:.2f} s)")
+    return 0
+
+
+def _float_list(text: str, name: str, kind: type = float) -> list[Any]:
+    try:
+        return [None if x.strip().lower() == "none" else kind(x) for x in text.split(",")]
+    except ValueError:
+        raise SpecError(name, text, f"a comma-separated list of {kind.__name__}s") from None
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    from .budget import best_per_variant, fit_budget
+
+    targets = load_targets(args, "vit-b16")
+    grid: dict[str, Any] = {
+        "orders": _float_list(args.orders, "--orders", int),
+        "splits": _float_list(args.splits, "--splits", int),
+        "ratios": _float_list(args.ratios, "--ratios"),
+    }
+    if args.group_counts is not None:
+        grid["group_counts"] = _float_list(args.group_counts, "--group-counts", int) if args.group_counts else []
+    every = fit_budget(targets, args.budget, top=None, **grid)
+    found, variants = every[: args.top], best_per_variant(every)
+    if args.json:
+        print(json.dumps({"budget": int(args.budget), "targets": len(targets), "candidates": [c.as_dict() for c in found],
+                          "best_per_variant": {k: c.as_dict() for k, c in variants.items()}}, indent=1))
+        return 0
+    print(f"budget {int(args.budget):,} params over {len(targets)} targets; ranked by: closest to the budget "
+          "(fewest unused parameters), then highest rank, then fewest groups")
+    rows = [[i + 1, f"{c.params:,}", f"{100 * c.params / args.budget:.1f}%", c.variant, c.num_groups, c.describe()]
+            for i, c in enumerate(found)]
+    print_table("settings that fit", ["#", "params", "of budget", "variant", "groups", "setting"], rows,
+                right=("#", "params", "of budget", "groups"))
+    rows = [[name, f"{c.params:,}", f"{100 * c.params / args.budget:.1f}%", c.num_groups, c.describe()] for name, c in variants.items()]
+    if rows:
+        print_table("best setting of each variant", ["variant", "params", "of budget", "groups", "setting"], rows,
+                    right=("params", "of budget", "groups"))
+    else:
+        print("nothing fits: raise the budget or allow projections (--ratios)")
+    return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    spec = load_spec(args)
+    path = Path(args.output or f"superlora_group{args.group}.png")
+    spec.draw(args.group, path)
+    print(f"wrote {path} ({path.stat().st_size} bytes): group {args.group} of {len(spec.groups)}, {spec.groups[args.group].equation}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .backends import available_backends
+    from .demo import run_demo
+
+    backends = args.backends.split(",") if args.backends else available_backends()
+    start = time.perf_counter()
+    results = run_demo(print, backends)
+    rows = [[name, backend, r["dtype"], f"{r['max_abs_diff']:.2e}", f"{r['seconds']:.2f}"]
+            for name, per in results.items() for backend, r in per.items()]
+    print_table("agreement with NumPy float64 (seeded non-zero parameters)", ["spec", "backend", "dtype", "max abs diff", "s"],
+                rows, right=("max abs diff", "s"))
+    print(f"demo done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+VERIFY_TARGETS = {f"layer{i}.{w}": (16, 12) for i in range(3) for w in ("q", "v")}
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .backends import available_backends
+
+    try:
+        from . import variants
+        from .reductions import check_reduction
+    except ImportError as exc:
+        raise MissingPart(f"verify needs superlora_tn.reductions and superlora_tn.variants, not in this build ({exc})") from None
+    backends = args.backends.split(",") if args.backends else available_backends()
+    rows, failed = [], 0
+    for name in variants.VARIANTS:
+        spec = variants.build(name, VERIFY_TARGETS, rank=3)
+        for backend in backends:
+            dtype = _verify_dtype(backend)
+            report = check_reduction(spec, name, backend=backend, dtype=dtype, seed=args.seed)
+            tol = args.tol if dtype == "float64" else 1e-5
+            ok = report.relative_error <= tol
+            failed += not ok
+            rows.append([name, backend, dtype, f"{report.max_error:.2e}", f"{report.relative_error:.2e}", f"{tol:.0e}",
+                         "pass" if ok else "FAIL"])
+    print(f"contracted network vs. independent textbook formula; {len(VERIFY_TARGETS)} targets (16, 12), rank 3, "
+          "seeded non-zero parameters; JAX in float32 unless jax_enable_x64")
+    print_table("reduction identities",
+                ["reduction", "backend", "dtype", "max error", "relative", "tolerance", "result"], rows,
+                right=("max error", "relative", "tolerance"))
+    print(f"{len(rows) - failed}/{len(rows)} passed")
+    return 1 if failed else 0
+
+
+def _verify_dtype(backend: str) -> str:
+    """float64, except JAX without jax_enable_x64 (float32 there)."""
+    if backend == "jax":
+        import jax
+
+        return "float64" if jax.config.jax_enable_x64 else "float32"
+    return "float64"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks.__main__ import main as bench_main
+    except ImportError as exc:
+        raise MissingPart(f"bench needs the benchmarks/ package (run from the repository root; {exc})") from None
+    return int(bench_main(list(args.bench_args)) or 0)
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    try:
+        from .experiments import run
+    except ImportError as exc:
+        raise MissingPart(f"experiment needs superlora_tn.experiments, not in this build ({exc})") from None
+    result = run(args.name, quick=args.quick, out_dir=args.out_dir)
+    if result is not None:
+        print(result if isinstance(result, str) else json.dumps(result, indent=1, default=str))
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="superlora-tn", description="SuperLoRA as one tensor-network algebra: plan, budget, draw, verify")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('superlora_tn').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("demo", help="ViT-B/16 q,v: summaries of LoRA, LoKr, grouped Tucker+fastfood, LoTR; backend agreement")
+    p.add_argument("--backends", help="comma-separated (default: every installed backend)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("plan", help="per-group table of a spec: fold, splits, structure, equation, params, FLOPs")
+    _add_target_args(p)
+    _add_spec_args(p)
+    p.add_argument("--per-group", action="store_true", help="one row per group (default merges identical groups)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("budget", help="settings whose parameter count fits a budget, ranked (symbolic, nothing allocated)")
+    _add_target_args(p)
+    p.add_argument("--budget", type=float, required=True, help="parameter budget, e.g. 1e4")
+    p.add_argument("--top", type=int, default=20, help="how many settings to list (default 20)")
+    p.add_argument("--orders", default="2,3,4", help="orders M to try (default 2,3,4)")
+    p.add_argument("--splits", default="1,2,3", help="Kronecker splits K to try (default 1,2,3)")
+    p.add_argument("--ratios", default="none,0.5,0.25,0.1", help="projection ratios to try, 'none' = no projection")
+    p.add_argument("--group-counts", default=None, help="integer group counts G to try (default 1, 2, 4, ... < #targets; '' for none)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_budget)
+
+    p = sub.add_parser("draw", help="render a group's tensor network to PNG/SVG")
+    _add_target_args(p)
+    _add_spec_args(p)
+    p.add_argument("--group", type=int, default=0, help="group index (default 0)")
+    p.add_argument("-o", "--output", help="file .png/.svg/.pdf (default superlora_group<N>.png)")
+    p.set_defaults(func=cmd_draw)
+
+    p = sub.add_parser("verify", help="every reduction identity on every installed backend: pass/fail table")
+    p.add_argument("--backends", help="comma-separated (default: every installed backend)")
+    p.add_argument("--tol", type=float, default=1e-10, help="largest relative error that passes in float64 (float32: 1e-5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random non-zero parameters")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks); extra arguments are passed on")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for benchmarks")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("experiment", help="run an experiment: digits, diffusion or minilm")
+    p.add_argument("name", choices=["digits", "diffusion", "minilm"])
+    p.add_argument("--quick", action="store_true", help="a small, fast version")
+    p.add_argument("--out-dir", default="results", help="where results go (default results/)")
+    p.set_defaults(func=cmd_experiment)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 a check failed, 2 bad input, 3 missing part)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SpecError as exc:
+        print(f"superlora-tn {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MissingPart as exc:
+        print(f"superlora-tn {args.command}: {exc}", file=sys.stderr)
+        return EXIT_MISSING_PART
+    except BrokenPipeError:
+        return 0

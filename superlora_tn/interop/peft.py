@@ -1,0 +1,403 @@
+"""PEFT interop: LoRA and LoKr adapters to SuperLoRA specs and back (nn.Linear layers).
+
+- :func:`from_peft` reads a PEFT model (``get_peft_model``), or a state dict (the keys of
+  ``adapter_model.safetensors``) with its ``adapter_config.json`` fields, or a directory holding
+  both, and returns ``(spec, params)`` whose ``spec.contract(params)`` equals PEFT's
+  ``get_delta_weight`` for every adapted layer.
+- :func:`to_peft` exports a LoRA or LoKr spec's parameters as ``(state_dict, config_dict)``:
+  the state dict loads with ``peft.set_peft_model_state_dict`` into a model built from the config.
+- :func:`peft_zero_blocks` names the parameter PEFT (or LyCORIS) would zero at init.
+
+Conventions followed (docs/peft.md has the table):
+
+- Targets are named by module path relative to the base model (``"layers.0.q"``); PEFT keys are
+  ``base_model.model.<target>.lora_A.weight`` etc.; dW is in ``nn.Linear`` (out, in) layout.
+- LoKr factorization: PEFT's and LyCORIS' ``factorization(dim, decompose_factor)`` (identical in
+  both), w1 = (out_l, in_m) the coarse factor of ``torch.kron(w1, w2)``.
+- LoKr scale: PEFT's ``alpha / r`` always. LyCORIS instead forces scale 1 when w1 and w2 are both
+  dense; pass ``scale_convention="lycoris"`` to :func:`from_peft` to read LyCORIS-trained alphas.
+- Zero-init block: ours zeros LoRA's B (= PEFT) and LoKr's w2_a; PEFT zeros w1 (or w1_a), LyCORIS
+  zeros w2 (or w2_b). Loaded weights are taken as they are, so this matters only for fresh inits.
+- Per-layer ranks (``rank_pattern``) are padded with zero columns to the largest rank (exact);
+  per-layer scales become the spec's per-target ``scale``.
+- ``fan_in_fan_out`` (GPT-2 ``Conv1D``), ``use_dora``, LoKr ``use_effective_conv2d`` and
+  convolutions are refused with a SpecError (not converted approximately).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import SpecError
+from ..factorize import peft_factorization
+from ..spec import SuperLoRA
+
+__all__ = ["from_peft", "peft_zero_blocks", "to_peft"]
+
+PREFIX = "base_model.model."
+LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B)(?:\.(?P<adapter>[^.]+))?\.weight$")
+LOKR_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lokr_w1_a|lokr_w1_b|lokr_w2_a|lokr_w2_b|lokr_w1|lokr_w2|lokr_t2)"
+                      r"(?:\.(?P<adapter>[^.]+))?$")
+
+
+# ====================================================================== reading
+def _config_dict(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        return dict(config)
+    if hasattr(config, "to_dict"):
+        return dict(config.to_dict())
+    raise SpecError("config", type(config).__name__, "an adapter_config.json dict or a PEFT LoraConfig/LoKrConfig")
+
+
+def _peft_type(cfg: Mapping[str, Any], keys: Any) -> str:
+    kind = str(cfg.get("peft_type", "")).rsplit(".", 1)[-1].upper()
+    if kind in ("LORA", "LOKR"):
+        return kind.lower()
+    if any(LOKR_KEY.match(k) for k in keys):
+        return "lokr"
+    if any(LORA_KEY.match(k) for k in keys):
+        return "lora"
+    raise SpecError("peft_type", cfg.get("peft_type"), '"LORA" or "LOKR" (or keys with lora_A/lora_B or lokr_w1/lokr_w2)')
+
+
+def _pattern(patterns: Mapping[str, Any] | None, module: str, default: Any) -> Any:
+    """PEFT's ``get_pattern_key`` rule: a pattern matches the module name or a dotted suffix of it."""
+    for key, value in (patterns or {}).items():
+        if re.match(rf"(.*\.)?({key})$", module):
+            return value
+    return default
+
+
+def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], dict[str, float], str, dict[str, Any]]:
+    """Layer tensors, PEFT's own scaling per layer, the adapter type and its config, from a live model."""
+    import torch.nn as nn
+    from peft.tuners.lokr.layer import LoKrLayer
+    from peft.tuners.lora.layer import LoraLayer
+
+    cfg = _config_dict(getattr(model, "peft_config", {}).get(adapter)) if hasattr(model, "peft_config") else {}
+    layers: dict[str, dict[str, Any]] = {}
+    scaling: dict[str, float] = {}
+    kinds = set()
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer) and adapter in module.lora_A:
+            kinds.add("lora")
+            tensors = {"lora_A": module.lora_A[adapter].weight, "lora_B": module.lora_B[adapter].weight}
+        elif isinstance(module, LoKrLayer) and adapter in module._available_adapters:
+            kinds.add("lokr")
+            tensors = {k: getattr(module, k)[adapter] for k in module.adapter_layer_names if adapter in getattr(module, k)}
+        else:
+            continue
+        base = module.get_base_layer()
+        if not isinstance(base, nn.Linear):
+            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear base layers (convolutions are not converted)")
+        if getattr(module, "fan_in_fan_out", False):
+            raise SpecError("fan_in_fan_out", True, "False (Conv1D-style transposed weights are not converted)")
+        if getattr(module, "use_dora", {}).get(adapter, False):
+            raise SpecError("use_dora", True, "False (DoRA's magnitude vector is not a SuperLoRA setting)")
+        module_name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+        layers[module_name] = {k: v.detach() for k, v in tensors.items()}
+        layers[module_name]["__shape__"] = tuple(base.weight.shape)
+        scaling[module_name] = float(module.scaling[adapter])
+    if not layers:
+        raise SpecError("model", type(model).__name__, f"a PEFT model with LoRA or LoKr layers for adapter {adapter!r}")
+    if len(kinds) != 1:
+        raise SpecError("model", sorted(kinds), "one adapter type (LoRA or LoKr) per conversion")
+    return layers, scaling, kinds.pop(), cfg
+
+
+def _from_state_dict(state: Mapping[str, Any], cfg: Mapping[str, Any], adapter: str) -> tuple[dict[str, dict[str, Any]], str]:
+    kind = _peft_type(cfg, state.keys())
+    pattern = LORA_KEY if kind == "lora" else LOKR_KEY
+    layers: dict[str, dict[str, Any]] = {}
+    for key, value in state.items():
+        m = pattern.match(key)
+        if m is None:
+            example = f"{PREFIX}<module>.{'lora_A.weight' if kind == 'lora' else 'lokr_w1'}"
+            raise SpecError("state_dict key", key, f"{kind} adapter keys such as {example}")
+        if m["adapter"] not in (None, adapter):
+            continue
+        layers.setdefault(m["module"], {})[m["kind"].removeprefix("lokr_") if kind == "lokr" else m["kind"]] = value
+    if not layers:
+        raise SpecError("state_dict", f"{len(state)} keys", f"LoRA/LoKr keys for adapter {adapter!r}")
+    return layers, kind
+
+
+def _load_dir(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    cfg_path = os.path.join(path, "adapter_config.json")
+    st_path = os.path.join(path, "adapter_model.safetensors")
+    if not (os.path.isfile(cfg_path) and os.path.isfile(st_path)):
+        raise SpecError("source", path, "a directory with adapter_config.json and adapter_model.safetensors")
+    with open(cfg_path) as fh:
+        return load_file(st_path), json.load(fh)
+
+
+def _lokr_parts(t: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(w1, w2) each a tensor or a (w_a, w_b) pair, from PEFT's names (model names keep the lokr_ prefix)."""
+    t = {k.removeprefix("lokr_"): v for k, v in t.items()}
+    if "t2" in t:
+        raise SpecError("use_effective_conv2d", True, "False (the CP-decomposed conv kernel lokr_t2 is not converted)")
+    w1 = t["w1"] if "w1" in t else (t["w1_a"], t["w1_b"])
+    w2 = t["w2"] if "w2" in t else (t["w2_a"], t["w2_b"])
+    return w1, w2
+
+
+def _rows_cols(w: Any) -> tuple[int, int]:
+    return (w[0].shape[0], w[1].shape[1]) if isinstance(w, tuple) else (w.shape[0], w.shape[1])
+
+
+def from_peft(source: Any, config: Any = None, *, adapter_name: str = "default", scale_convention: str = "peft",
+              mixed: str = "dense", dtype: Any = None, seed: int = 0) -> tuple[SuperLoRA, dict[str, Any]]:
+    """A SuperLoRA spec and its parameters (torch tensors) from a PEFT LoRA or LoKr adapter.
+
+    ``source``: a PEFT model, a state dict (``adapter_model.safetensors`` keys) or a directory.
+    ``config``: the ``adapter_config.json`` fields (a dict or a PeftConfig) for a state dict: r,
+    alpha / lora_alpha, rank_pattern, alpha_pattern, use_rslora, decompose_both, decompose_factor.
+    ``scale_convention``: ``"peft"`` (alpha / r) or ``"lycoris"`` (scale 1 when w1 and w2 are dense).
+    ``mixed``: LoKr layers where PEFT made a factor dense on some layers and low-rank on others:
+    ``"dense"`` holds that factor dense on every layer (w_a @ w_b, exact), ``"error"`` refuses.
+    """
+    if mixed not in ("dense", "error"):
+        raise SpecError("mixed", mixed, '"dense" or "error"')
+    import torch
+
+    if scale_convention not in ("peft", "lycoris"):
+        raise SpecError("scale_convention", scale_convention, '"peft" (alpha / r always) or "lycoris" (1 when both LoKr factors are dense)')
+    scaling: dict[str, float] | None = None
+    if isinstance(source, str | os.PathLike):
+        state, cfg = _load_dir(os.fspath(source))
+        layers, kind = _from_state_dict(state, cfg, adapter_name)
+    elif isinstance(source, Mapping):
+        cfg = _config_dict(config)
+        layers, kind = _from_state_dict(source, cfg, adapter_name)
+    elif hasattr(source, "named_modules"):
+        layers, scaling, kind, cfg = _from_model(source, adapter_name)
+        cfg.update(_config_dict(config))
+    else:
+        raise SpecError("source", type(source).__name__, "a PEFT model, a state dict or an adapter directory")
+    if cfg.get("fan_in_fan_out"):
+        raise SpecError("fan_in_fan_out", True, "False (Conv1D-style transposed weights are not converted)")
+    if cfg.get("use_dora"):
+        raise SpecError("use_dora", True, "False (DoRA's magnitude vector is not a SuperLoRA setting)")
+    names = list(layers)
+    cast = (lambda x: x.detach().to(dtype)) if dtype is not None else (lambda x: x.detach().clone())
+    if kind == "lora":
+        spec, params = _lora_spec(layers, scaling, cfg, names, cast, seed)
+    else:
+        spec, params = _lokr_spec(layers, scaling, cfg, names, cast, seed, scale_convention, mixed)
+    del torch
+    return spec, params
+
+
+def _scale_args(scales: dict[str, float], uniform_alpha: float | None, rank_ref: int) -> dict[str, Any]:
+    """alpha when every layer has PEFT's alpha / r with r = the spec's rank; else per-target scales."""
+    if uniform_alpha is not None and all(s == uniform_alpha / rank_ref for s in scales.values()):
+        return {"alpha": uniform_alpha}
+    return {"alpha": None, "scale": scales}
+
+
+def _lora_spec(layers, scaling, cfg, names, cast, seed):
+    ranks, shapes, scales, alphas = {}, {}, {}, {}
+    for n in names:
+        t = layers[n]
+        A, B = t["lora_A"], t["lora_B"]
+        ranks[n] = A.shape[0]
+        shapes[n] = t.get("__shape__", (B.shape[0], A.shape[1]))
+        if scaling is not None:
+            scales[n] = scaling[n]
+        else:
+            alpha = _pattern(cfg.get("alpha_pattern"), n, cfg.get("lora_alpha", 8))
+            alphas[n] = alpha
+            scales[n] = alpha / math.sqrt(ranks[n]) if cfg.get("use_rslora") else alpha / ranks[n]
+    R = max(ranks.values())
+    uniform = None
+    if scaling is None and len(set(alphas.values())) == 1 and len(set(ranks.values())) == 1 and not cfg.get("use_rslora"):
+        uniform = float(next(iter(alphas.values())))
+    spec = SuperLoRA([(n, shapes[n]) for n in names], rank=R, structure="lora", seed=seed, **_scale_args(scales, uniform, R))
+    params = {}
+    for g, n in zip(spec.groups, names):
+        A, B = cast(layers[n]["lora_A"]), cast(layers[n]["lora_B"])
+        params[f"{g.prefix}k0_A0"] = _pad_cols(B, R)
+        params[f"{g.prefix}k0_A1"] = _pad_cols(A.T, R)
+    return spec, params
+
+
+def _pad_cols(x: Any, R: int) -> Any:
+    import torch
+
+    r = x.shape[1]
+    if r == R:
+        return x.contiguous()
+    return torch.cat([x, torch.zeros(x.shape[0], R - r, dtype=x.dtype, device=x.device)], dim=1)
+
+
+def _lokr_spec(layers, scaling, cfg, names, cast, seed, convention, mixed):
+    factor = int(cfg.get("decompose_factor", -1))
+    parts = {n: _lokr_parts(layers[n]) for n in names}
+    peft_r = {}
+    for n in names:  # PEFT's r of each layer: a low-rank factor's width, else the config's r / rank_pattern
+        widths = [w[0].shape[1] for w in parts[n] if isinstance(w, tuple)]
+        peft_r[n] = max(widths) if widths else _pattern(cfg.get("rank_pattern"), n, cfg.get("r", 8))
+    structure = []
+    for k in range(2):
+        lowrank = {isinstance(parts[n][k], tuple) for n in names}
+        if len(lowrank) == 2:  # PEFT switched this factor to dense on some layers: hold it dense everywhere (exact)
+            if mixed == "error":
+                raise SpecError("mixed", mixed, f'"dense": LoKr factor w{k + 1} is low-rank on some layers and dense on others')
+            for n in names:
+                if isinstance(parts[n][k], tuple):
+                    w = parts[n][k]
+                    parts[n] = tuple((w[0] @ w[1]) if j == k else parts[n][j] for j in range(2))
+            lowrank = {False}
+        structure.append("lora" if lowrank.pop() else "dense")
+    shapes, scales, alphas, ranks = {}, {}, {}, {}
+    for n in names:
+        w1, w2 = parts[n]
+        (a, c), (b, d) = _rows_cols(w1), _rows_cols(w2)
+        shape = layers[n].get("__shape__", (a * b, c * d))
+        out_split, in_split = peft_factorization(shape[0], factor), peft_factorization(shape[1], factor)
+        if (a, b) != out_split or (c, d) != in_split:
+            raise SpecError("decompose_factor", factor, f"the factor that produced layer {n!r}: its w1 is {(a, c)}, w2 {(b, d)}, "
+                            f"but factorization gives w1 {(out_split[0], in_split[0])}, w2 {(out_split[1], in_split[1])}")
+        shapes[n] = shape
+        ranks[n] = peft_r[n]
+        both_dense = not any(isinstance(w, tuple) for w in _lokr_parts(layers[n]))
+        if scaling is not None:
+            s = scaling[n]
+        else:
+            alpha = _pattern(cfg.get("alpha_pattern"), n, cfg.get("alpha", 8))
+            alphas[n] = alpha
+            s = alpha / ranks[n]
+        scales[n] = 1.0 if (convention == "lycoris" and both_dense) else s
+    r_w = [max(p[k][0].shape[1] for p in parts.values()) if structure[k] == "lora" else 1 for k in range(2)]
+    rank_ref = max((r for r, s in zip(r_w, structure) if s == "lora"), default=1)
+    uniform = None
+    if scaling is None and convention == "peft" and len(set(alphas.values())) == 1 and len(set(ranks.values())) == 1 \
+            and next(iter(ranks.values())) == rank_ref:
+        uniform = float(next(iter(alphas.values())))
+    rank = [r_w[0] if structure[0] == "lora" else r_w[1], r_w[1] if structure[1] == "lora" else r_w[0]]
+    spec = SuperLoRA([(n, shapes[n]) for n in names], splits=2, exact_splits=True, split_factor=factor, structure=structure,
+                     rank=rank, seed=seed, **_scale_args(scales, uniform, rank_ref))
+    params = {}
+    for g, n in zip(spec.groups, names):
+        for k, w in enumerate(parts[n]):
+            if isinstance(w, tuple):
+                params[f"{g.prefix}k{k}_A0"] = _pad_cols(cast(w[0]), r_w[k])
+                params[f"{g.prefix}k{k}_A1"] = _pad_cols(cast(w[1]).T, r_w[k])
+            else:
+                params[f"{g.prefix}k{k}_dense"] = cast(w).contiguous()
+    return spec, params
+
+
+# ====================================================================== writing
+def _torch(x: Any) -> Any:
+    import torch
+
+    from ..backends import backend_for
+
+    if isinstance(x, torch.Tensor):
+        return x.detach().contiguous()
+    return torch.from_numpy(np.ascontiguousarray(backend_for(x).to_numpy(x)))
+
+
+def _common(values: dict[str, Any]) -> Any:
+    return Counter(values.values()).most_common(1)[0][0]
+
+
+def to_peft(spec: SuperLoRA, params: Mapping[str, Any], *, init_weights: bool | str = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A LoRA or LoKr spec's parameters as PEFT's ``(state_dict, adapter_config dict)``.
+
+    Keys are ``base_model.model.<target>.lora_A.weight`` / ``.lokr_w1`` ...; per-layer ranks and
+    scales go to ``rank_pattern`` / ``alpha_pattern`` (alpha = scale * r). For LoKr, a factor
+    PEFT would hold dense at that rank is exported as the product w_a @ w_b (exact), and a dense
+    w2 gets the smallest per-layer r at which PEFT keeps it dense.
+    """
+    from .. import reductions
+
+    kind = spec.identify()
+    if kind not in ("lora", "lokr"):
+        raise SpecError("spec", kind, "a LoRA or LoKr spec (convert others first: reductions.to_lora_spec)")
+    tparams = {k: _torch(v) for k, v in params.items()}
+    names = [t.name for t in spec.targets]
+    state: dict[str, Any] = {}
+    ranks: dict[str, int] = {}
+    if kind == "lora":
+        native = reductions.to_lora(spec, tparams)
+        for n in names:
+            A, B, _ = native[n]
+            state[f"{PREFIX}{n}.lora_A.weight"] = A.contiguous()
+            state[f"{PREFIX}{n}.lora_B.weight"] = B.contiguous()
+            ranks[n] = A.shape[0]
+    else:
+        native = reductions.to_lokr(spec, tparams)
+        factors = spec.groups[0].factors
+        decompose_both = factors[0].structure == "lora"
+        if any(f.structure not in ("lora", "dense") for f in factors):
+            raise SpecError("structure", [f.structure for f in factors], "dense or lora LoKr factors for PEFT")
+        for g, n in zip(spec.groups, names):
+            w1, w2, _ = native[n]
+            (a, c), (b, d) = g.factors[0].shape, g.factors[1].shape
+            r = w2[0].shape[1] if isinstance(w2, tuple) else max(math.ceil(max(b, d) / 2), w1[0].shape[1] if isinstance(w1, tuple) else 1)
+            if isinstance(w2, tuple) and isinstance(w1, tuple):
+                r = max(r, w1[0].shape[1])
+            ranks[n] = r
+            use_w1 = not (decompose_both and r < max(a, c) / 2)
+            use_w2 = not (r < max(b, d) / 2)
+            for label, w, dense in (("w1", w1, use_w1), ("w2", w2, use_w2)):
+                if isinstance(w, tuple) and not dense:
+                    state[f"{PREFIX}{n}.lokr_{label}_a"] = _pad_cols(w[0], r)
+                    state[f"{PREFIX}{n}.lokr_{label}_b"] = _pad_cols(w[1].T, r).T.contiguous()
+                else:
+                    state[f"{PREFIX}{n}.lokr_{label}"] = (w[0] @ w[1] if isinstance(w, tuple) else w).contiguous()
+    scales = {n: spec.target_scale(n) for n in names}
+    alphas = {n: scales[n] * ranks[n] for n in names}
+    if spec.config["alpha"] is not None and not spec.config["scale"] and len(set(ranks.values())) == 1 \
+            and next(iter(ranks.values())) == spec.rank_ref:
+        alphas = dict.fromkeys(names, spec.config["alpha"])  # the spec's own alpha, so PEFT's alpha / r is bit-identical
+    r0, a0 = _common(ranks), _common(alphas)
+    config: dict[str, Any] = {
+        "peft_type": kind.upper(),
+        "r": int(r0),
+        "target_modules": names,
+        "rank_pattern": {re.escape(n): int(r) for n, r in ranks.items() if r != r0},
+        "alpha_pattern": {re.escape(n): a for n, a in alphas.items() if a != a0},
+    }
+    if kind == "lora":
+        config.update(lora_alpha=a0, init_lora_weights=init_weights if init_weights in (True, False) else True,
+                      use_rslora=False, fan_in_fan_out=False, bias="none")
+    else:
+        config.update(alpha=a0, decompose_both=decompose_both, decompose_factor=int(spec.config["split_factor"]),
+                      init_weights=init_weights, use_effective_conv2d=False)
+    return state, config
+
+
+def peft_zero_blocks(spec: SuperLoRA, convention: str = "peft") -> list[str]:
+    """Parameters to zero at init for PEFT's (w1 / w1_a; LoRA B) or LyCORIS' (w2 / w2_b) convention.
+
+    Pass the result as ``spec.init(zero_init=...)``; ``"superlora"`` gives the library default.
+    """
+    if convention not in ("peft", "lycoris", "superlora"):
+        raise SpecError("convention", convention, '"peft", "lycoris" or "superlora"')
+    kind = spec.identify()
+    if convention == "superlora" or kind == "lora":
+        return sorted(g.zero_block for g in spec.groups)
+    if kind != "lokr":
+        raise SpecError("spec", kind, "a LoRA or LoKr spec")
+    out = []
+    for g in spec.groups:
+        k = 0 if convention == "peft" else 1
+        f = g.factors[k]
+        local = "dense" if f.structure == "dense" else ("A0" if k == 0 else "A1")
+        out.append(f"{g.prefix}k{k}_{local}")
+    return sorted(out)

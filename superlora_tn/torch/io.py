@@ -1,0 +1,209 @@
+"""Saving and loading an adapter: ``adapter_model.safetensors`` + ``adapter_config.json``.
+
+The JSON holds ``format`` ("superlora_tn.adapter"), ``version``, the spec (``spec.to_dict()``),
+each target's layer kind, the heads saved with it, and the SHA-256 and byte size of the tensor
+file, so a truncated or corrupted file is refused before anything is loaded. Tensors are stored
+as ``adapter.<param name>`` and ``heads.<module>.<param>`` in their own dtype: a round trip is
+bit-exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+from ..spec import SuperLoRA
+from .model import AdaptedModel, check_spec_keys, inject
+from .targets import layer_kind, target_shape
+
+__all__ = ["ADAPTER_FORMAT", "ADAPTER_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "load", "load_into", "read", "save"]
+
+ADAPTER_FORMAT = "superlora_tn.adapter"
+ADAPTER_VERSION = 1
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save(adapted: AdaptedModel, path: Any) -> Path:
+    """Write the adapter (and heads) of ``adapted`` into directory ``path``; returns it."""
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {f"adapter.{name}": p.detach().cpu().contiguous() for name, p in adapted.adapter.items()}
+    modules = dict(adapted.base_model.named_modules())
+    for head in adapted.head_names:
+        for pname, p in modules[head].state_dict().items():
+            tensors[f"heads.{head}.{pname}"] = p.detach().cpu().contiguous()
+    weights = out / WEIGHTS_NAME
+    save_file(tensors, str(weights), metadata={"format": ADAPTER_FORMAT, "version": str(ADAPTER_VERSION)})
+    config = {
+        "format": ADAPTER_FORMAT,
+        "version": ADAPTER_VERSION,
+        "spec": adapted.spec.to_dict(),
+        "layers": {name: info.kind for name, info in adapted.layers.items()},
+        "modules_to_save": list(adapted.head_names),
+        "merged": adapted.merged,
+        "files": {WEIGHTS_NAME: {"sha256": _sha256(weights), "bytes": weights.stat().st_size}},
+    }
+    (out / CONFIG_NAME).write_text(json.dumps(config, indent=1))
+    return out
+
+
+def read(path: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The checked config and tensors of a saved adapter (SpecError on anything wrong)."""
+    from safetensors.torch import load_file
+
+    src = Path(path)
+    cfg_path, weights = src / CONFIG_NAME, src / WEIGHTS_NAME
+    for f in (cfg_path, weights):
+        if not f.is_file():
+            raise SpecError("adapter path", str(f), f"a directory written by AdaptedModel.save ({CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(CONFIG_NAME, str(cfg_path), f"valid JSON (the file is truncated or corrupted: {exc})") from None
+    if not isinstance(config, dict) or config.get("format") != ADAPTER_FORMAT:
+        raise SpecError("format", config.get("format") if isinstance(config, dict) else config, f'"{ADAPTER_FORMAT}"')
+    if config.get("version") != ADAPTER_VERSION:
+        raise SpecError("version", config.get("version"), f"{ADAPTER_VERSION} (the adapter format this library reads)")
+    for key, kind in (("spec", dict), ("layers", dict), ("files", dict)):
+        if not isinstance(config.get(key), kind):
+            raise SpecError(f"{CONFIG_NAME}[{key!r}]", config.get(key), f"a {kind.__name__} as AdaptedModel.save writes it")
+    mts = config.get("modules_to_save")
+    if mts is not None and not (isinstance(mts, list) and all(isinstance(m, str) for m in mts)):
+        raise SpecError(f"{CONFIG_NAME}['modules_to_save']", mts, "a list of module names")
+    expected = config["files"].get(WEIGHTS_NAME)
+    if not isinstance(expected, dict):
+        raise SpecError(f"{CONFIG_NAME}['files']", config["files"], f"a record of {WEIGHTS_NAME} (bytes, sha256)")
+    size = weights.stat().st_size
+    if expected.get("bytes") != size:
+        raise SpecError(WEIGHTS_NAME, f"{size} bytes", f"{expected.get('bytes')} bytes as recorded (the file is truncated or corrupted)")
+    digest = _sha256(weights)
+    if expected.get("sha256") != digest:
+        raise SpecError(WEIGHTS_NAME, f"sha256 {digest[:16]}...", f"sha256 {str(expected.get('sha256'))[:16]}... (the file is corrupted)")
+    try:
+        tensors = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types
+        raise SpecError(WEIGHTS_NAME, str(weights), f"a readable safetensors file ({exc})") from None
+    return config, tensors
+
+
+def _spec_diff(a: SuperLoRA, b: SuperLoRA) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    diff = []
+    if da["targets"] != db["targets"]:
+        ta, tb = dict((n, tuple(s)) for n, s in da["targets"]), dict((n, tuple(s)) for n, s in db["targets"])
+        names = [n for n in dict.fromkeys([*ta, *tb]) if ta.get(n) != tb.get(n)]
+        diff += [f"targets[{n!r}]: {ta.get(n)} vs {tb.get(n)}" for n in names[:4]] or ["target order"]
+    diff += [f"{k}: {da['config'].get(k)!r} vs {db['config'].get(k)!r}"
+             for k in dict.fromkeys([*da["config"], *db["config"]]) if da["config"].get(k) != db["config"].get(k)]
+    return diff
+
+
+def _assign(adapted: AdaptedModel, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
+    from ..execute import check_params
+
+    params = {k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")}
+    check_params(adapted.spec, params)
+    for name, value in params.items():
+        p = adapted.adapter[name]
+        if value.dtype != p.dtype:
+            raise SpecError(f"adapter[{name!r}]", f"dtype {value.dtype}", f"dtype {p.dtype} (the adapter_dtype of this model)")
+    modules = dict(adapted.base_model.named_modules())
+    heads: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("heads."):
+            head, pname = _split_head(key, config)
+            heads.setdefault(head, {})[pname] = value
+    for head, state in heads.items():
+        module = modules.get(head)
+        if module is None:
+            raise SpecError("modules_to_save", head, "a module of this model (the saved head is missing)")
+        own = module.state_dict()
+        for pname, value in state.items():
+            if pname not in own or tuple(own[pname].shape) != tuple(value.shape):
+                got = None if pname not in own else tuple(own[pname].shape)
+                raise SpecError(f"heads[{head!r}].{pname}", f"saved shape {tuple(value.shape)}", f"the model's shape {got}")
+    with torch.no_grad():
+        if adapted.merged:
+            adapted.unmerge()
+            remerge = True
+        else:
+            remerge = False
+        for name, value in params.items():
+            adapted.adapter[name].copy_(value)
+        for head, state in heads.items():
+            modules[head].load_state_dict(state, strict=True)
+        if remerge:
+            adapted.merge()
+
+
+def _split_head(key: str, config: Mapping[str, Any]) -> tuple[str, str]:
+    rest = key[len("heads."):]
+    for head in sorted(config.get("modules_to_save") or [], key=len, reverse=True):
+        if rest.startswith(head + "."):
+            return head, rest[len(head) + 1:]
+    raise SpecError("heads", key, f"a tensor of a saved head ({config.get('modules_to_save')})")
+
+
+def load_into(adapted: AdaptedModel, path: Any) -> None:
+    """Load a saved adapter into an existing ``AdaptedModel`` whose spec must be the saved one."""
+    config, tensors = read(path)
+    saved = SuperLoRA.from_dict(config["spec"])
+    if saved != adapted.spec:
+        raise SpecError("spec", _spec_diff(saved, adapted.spec)[:6], "the spec the adapter was saved with (saved vs this model)")
+    _assign(adapted, config, tensors)
+
+
+def load(model: nn.Module, path: Any, *, spec: Mapping[str, Any] | SuperLoRA | None = None, factored: bool | str = "auto",
+         is_trainable: bool = True) -> AdaptedModel:
+    """Inject the saved adapter into ``model`` and load its values (bit-exact).
+
+    ``spec``: optionally the spec the caller expects (a SuperLoRA, or its arguments for the saved
+    targets); a different saved spec raises a ``SpecError`` naming the fields that differ. The
+    model's layers must have the saved target names and shapes, or a ``SpecError`` names them.
+    """
+    config, tensors = read(path)
+    saved = SuperLoRA.from_dict(config["spec"])
+    if spec is not None:
+        if not isinstance(spec, SuperLoRA):
+            if not isinstance(spec, Mapping):
+                raise SpecError("spec", type(spec).__name__, "None, a SuperLoRA, or a dict of SuperLoRA arguments")
+            check_spec_keys(spec)
+        expected = spec if isinstance(spec, SuperLoRA) else SuperLoRA(saved.target_shapes, **dict(spec))
+        if expected != saved:
+            raise SpecError("spec", _spec_diff(saved, expected)[:6], "the spec the adapter was saved with (saved vs expected)")
+    modules = dict(model.named_modules())
+    for name, shape in saved.target_shapes.items():
+        module = modules.get(name)
+        kind = None if module is None else layer_kind(module)
+        if kind is None:
+            raise SpecError("targets", name, "a supported layer of this model (the saved adapter targets it)")
+        if target_shape(module, kind) != shape:
+            raise SpecError(f"targets[{name!r}]", f"saved shape {shape}", f"the model's weight shape {target_shape(module, kind)}")
+        if config["layers"].get(name, kind) != kind:
+            raise SpecError(f"targets[{name!r}]", f"saved kind {config['layers'][name]}", f"this model's layer kind {kind}")
+    dtype = next((v.dtype for k, v in tensors.items() if k.startswith("adapter.")), torch.float32)
+    adapted = inject(model, None, saved, modules_to_save=config.get("modules_to_save") or None,
+                     factored=factored, adapter_dtype=dtype)
+    _assign(adapted, config, tensors)
+    if not is_trainable:
+        for p in adapted.parameters():
+            p.requires_grad_(False)
+    return adapted

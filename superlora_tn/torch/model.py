@@ -1,0 +1,285 @@
+"""``inject`` and ``AdaptedModel``: a base model, its SuperLoRA adapter parameters and the spec.
+
+>>> import torch
+>>> from torch import nn
+>>> from superlora_tn.torch import inject
+>>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+>>> adapted = inject(model, targets=["0", "2"], spec=dict(rank=2))
+>>> sorted(adapted.adapter)
+['g0_k0_A0', 'g0_k0_A1', 'g1_k0_A0', 'g1_k0_A1']
+>>> adapted(torch.zeros(3, 8)).shape
+torch.Size([3, 4])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..backends import get_backend
+from ..errors import SpecError
+from ..spec import SuperLoRA
+from .layers import LayerHook
+from .targets import LayerInfo, Selector, find_targets, layer_kind, matches, target_shape
+
+__all__ = ["AdaptedModel", "inject"]
+
+
+def _build_spec(layers: list[LayerInfo], spec: Mapping[str, Any] | SuperLoRA | None) -> SuperLoRA:
+    shapes = {info.name: info.shape for info in layers}
+    if isinstance(spec, SuperLoRA):
+        if spec.target_shapes != shapes:  # same names and shapes; the spec's order (dW_all's) is kept
+            diff = [f"{n}: spec {spec.target_shapes.get(n)} vs model {shapes.get(n)}"
+                    for n in dict.fromkeys([*spec.target_shapes, *shapes]) if spec.target_shapes.get(n) != shapes.get(n)]
+            raise SpecError("spec.targets", diff[:4], "the matched layers' names and weight shapes, in model order")
+        return spec
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise SpecError("spec", type(spec).__name__, "a dict of SuperLoRA arguments or a SuperLoRA instance")
+    if "targets" in spec:
+        raise SpecError("spec['targets']", spec["targets"], "no targets in spec: inject() finds them in the model")
+    check_spec_keys(spec)
+    return SuperLoRA(shapes, **dict(spec))
+
+
+def check_spec_keys(spec: Mapping[str, Any]) -> None:
+    """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError)."""
+    allowed = [p for p in inspect.signature(SuperLoRA).parameters if p != "targets"]
+    unknown = sorted(str(k) for k in spec if k not in allowed)
+    if unknown:
+        raise SpecError("spec", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")
+
+
+class AdaptedModel(nn.Module):
+    """A model with a SuperLoRA adapter: ``base_model`` (frozen), ``adapter`` (trainable), ``spec``.
+
+    Calling it calls the base model; each adapted layer adds its delta through a forward hook.
+    Every materialised dW of one forward pass comes from ONE ``spec.contract`` call.
+    """
+
+    def __init__(self, model: nn.Module, spec: SuperLoRA, layers: list[LayerInfo], *,
+                 modules_to_save: Sequence[str] = (), factored: bool | str = "auto", zero_init: Any = True,
+                 adapter_dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if factored not in (True, False, "auto"):
+            raise SpecError("factored", factored, 'True, False or "auto"')
+        if getattr(model, "_superlora_tn_adapted", False):
+            raise SpecError("model", type(model).__name__, "a model without an attached adapter (unload() the first one)")
+        self.base_model = model
+        self.spec = spec
+        self.layers = {info.name: info for info in layers}
+        if isinstance(modules_to_save, str):
+            modules_to_save = [modules_to_save]
+        if not isinstance(modules_to_save, Sequence) or not all(isinstance(m, str) and m for m in modules_to_save):
+            raise SpecError("modules_to_save", modules_to_save, "a module name or a list of module names/suffixes")
+        self.modules_to_save = tuple(modules_to_save)
+        try:
+            resolved = get_backend("torch").resolve_dtype(adapter_dtype)
+        except (TypeError, AttributeError):
+            resolved = None
+        if resolved is None or not resolved.is_floating_point:
+            raise SpecError("adapter_dtype", adapter_dtype, "a floating torch dtype such as torch.float32")
+        self.adapter_dtype = resolved
+        self.merged = False
+        self.adapter_enabled = True
+        self.stats: Counter[str] = Counter()
+        modules = dict(model.named_modules())
+        device = modules[layers[0].name].weight.device
+        values = spec.init("torch", zero_init=zero_init, dtype=adapter_dtype, device=device)
+        self.adapter = nn.ParameterDict({name: nn.Parameter(v) for name, v in values.items()})
+        self._requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.head_names = self._heads(modules)
+        for head in self.head_names:
+            for p in modules[head].parameters():
+                p.requires_grad_(True)
+        self._depth = 0
+        self._cache: dict[str, torch.Tensor] | None = None
+        model._superlora_tn_adapted = True
+        self._handles = [model.register_forward_pre_hook(self._enter), model.register_forward_hook(self._exit, always_call=True)]
+        for info in layers:
+            self._handles.append(modules[info.name].register_forward_hook(LayerHook(self, info, factored)))
+
+    def _heads(self, modules: Mapping[str, nn.Module]) -> list[str]:
+        if not self.modules_to_save:
+            return []
+        heads = [n for n in modules if n and matches(n, list(self.modules_to_save))]
+        # keep the outermost match only (a head's submodules are part of it)
+        heads = [h for h in heads if not any(h.startswith(o + ".") for o in heads if o != h)]
+        missing = [key for key in self.modules_to_save if not any(matches(h, [key]) for h in heads)]
+        if missing:
+            raise SpecError("modules_to_save", missing, "module names or suffixes that exist in the model")
+        clash = [h for h in heads for t in self.layers if t == h or t.startswith(h + ".")]
+        if clash:
+            raise SpecError("modules_to_save", clash[:4], "modules that are not adapted themselves (a target is inside)")
+        return heads
+
+    # ----------------------------------------------------------------- forward
+    def _enter(self, module: nn.Module, args: Any) -> None:
+        self._depth += 1
+
+    def _exit(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._depth -= 1
+        if self._depth <= 0:
+            self._depth = 0
+            self._cache = None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.base_model(*args, **kwargs)
+
+    def deltas(self) -> dict[str, torch.Tensor]:
+        """dW of every target, name -> tensor in the target's shape (one batched contraction)."""
+        self.stats["contract"] += 1
+        device = next(iter(self.adapter.values())).device.type
+        with torch.autocast(device, enabled=False):  # opt_einsum mixes matmul (autocast) and tensordot (not)
+            return self.spec.contract(dict(self.adapter))
+
+    def delta(self, name: str) -> torch.Tensor:
+        """dW of one target: from the per-forward cache (filled once per forward pass)."""
+        if self._depth == 0:  # a layer called on its own, outside the model's forward
+            return self.deltas()[name]
+        if self._cache is None:
+            self._cache = self.deltas()
+        return self._cache[name]
+
+    @contextlib.contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        """Run the base model alone inside the block (an unmerged adapter only)."""
+        if self.merged:
+            raise SpecError("disable_adapter", "merged adapter", "an unmerged adapter (call unmerge() first)")
+        self.adapter_enabled = False
+        try:
+            yield
+        finally:
+            self.adapter_enabled = True
+
+    # ----------------------------------------------------------------- merge
+    def _weights(self) -> dict[str, nn.Module]:
+        modules = dict(self.base_model.named_modules())
+        return {name: modules[name] for name in self.layers}
+
+    @torch.no_grad()
+    def _add(self, sign: float, safe: bool) -> None:
+        deltas = self.deltas()
+        modules = self._weights()
+        new = {}
+        for name, info in self.layers.items():
+            w = modules[name].weight
+            d = deltas[name].detach().to(device=w.device)
+            if info.kind == "gpt2_conv1d":
+                d = d.T
+            merged = (w.to(d.dtype) + sign * d).to(w.dtype)
+            if safe and not bool(torch.isfinite(merged).all()):
+                bad = int((~torch.isfinite(merged)).sum())
+                raise SpecError(f"merge[{name!r}]", f"{bad} non-finite entries after merging",
+                                "finite adapter parameters and base weights (safe_merge refused; nothing was changed)")
+            new[name] = merged
+        for name, merged in new.items():
+            modules[name].weight.copy_(merged)
+
+    def merge(self, safe_merge: bool = False) -> None:
+        """W <- W + dW for every target; the hooks then add nothing. ``safe_merge`` refuses NaN/inf."""
+        self._check_loaded()
+        if self.merged:
+            raise SpecError("merge", "already merged", "an unmerged adapter")
+        self._add(+1.0, safe_merge)
+        self.merged = True
+
+    def unmerge(self) -> None:
+        """W <- W - dW (restores the base weights to float32 round-off)."""
+        self._check_loaded()
+        if not self.merged:
+            raise SpecError("unmerge", "not merged", "a merged adapter (call merge() first)")
+        self._add(-1.0, False)
+        self.merged = False
+
+    def unload(self) -> nn.Module:
+        """Remove the hooks and return the base model as it is (merged or not), trainability restored."""
+        self._check_loaded()
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.base_model._superlora_tn_adapted = False
+        for name, p in self.base_model.named_parameters():
+            p.requires_grad_(self._requires_grad.get(name, True))
+        return self.base_model
+
+    def merge_and_unload(self, safe_merge: bool = False) -> nn.Module:
+        """Merge, remove every hook, and return the plain base model (no trace of the adapter)."""
+        if not self.merged:
+            self.merge(safe_merge=safe_merge)
+        return self.unload()
+
+    def _check_loaded(self) -> None:
+        if not self._handles:
+            raise SpecError("adapter", "unloaded", "an adapter still attached (merge_and_unload()/unload() was called)")
+
+    # ----------------------------------------------------------------- reporting and io
+    def trainable_parameters(self) -> dict[str, int | float]:
+        """Counts: adapter, heads (modules_to_save), trainable, all (base + adapter), percentage."""
+        adapter = sum(p.numel() for p in self.adapter.parameters())
+        modules = dict(self.base_model.named_modules())
+        heads = sum(p.numel() for h in self.head_names for p in modules[h].parameters())
+        total = sum(p.numel() for p in self.base_model.parameters()) + adapter
+        trainable = adapter + heads
+        return {"adapter": adapter, "heads": heads, "trainable": trainable, "all": total, "percent": 100.0 * trainable / total}
+
+    def print_trainable_parameters(self) -> str:
+        c = self.trainable_parameters()
+        line = (f"trainable params: {c['trainable']:,} (adapter {c['adapter']:,} + heads {c['heads']:,}) "
+                f"|| all params: {c['all']:,} || trainable%: {c['percent']:.4f}")
+        print(line)
+        return line
+
+    def save(self, path: Any) -> None:
+        """Write ``adapter_model.safetensors`` + ``adapter_config.json`` (spec, format, version, checksum)."""
+        from .io import save
+
+        save(self, path)
+
+    def load_adapter(self, path: Any) -> None:
+        """Load saved adapter values into this model; the saved spec must equal ``self.spec``."""
+        from .io import load_into
+
+        load_into(self, path)
+
+
+def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] | SuperLoRA | None = None, *,
+           exclude: Selector = None, modules_to_save: Sequence[str] | None = None, factored: bool | str = "auto",
+           zero_init: Any = True, adapter_dtype: torch.dtype = torch.float32) -> AdaptedModel:
+    """Attach a SuperLoRA adapter to ``model`` (in place) and return the :class:`AdaptedModel`.
+
+    Args:
+        targets: regex (fullmatch on module names) or a list of names / suffixes (PEFT rules).
+            When ``spec`` is a ``SuperLoRA`` whose target names are module names, may be None.
+        spec: the ``SuperLoRA`` arguments except targets (e.g. ``dict(groups=1, fold="balanced",
+            order=3, rank=4)``), or a ready ``SuperLoRA`` whose targets equal the matched layers.
+        exclude: modules never adapted, same rules as ``targets``.
+        modules_to_save: heads trained in full and saved with the adapter (names or suffixes).
+        factored: ``"auto"`` (cost-based), True or False: apply natural-fold targets without dW.
+        zero_init: as in ``SuperLoRA.init`` (True: dW == 0 at the start).
+        adapter_dtype: dtype of the adapter parameters (float32 also on a half-precision model).
+    """
+    if not isinstance(model, nn.Module):
+        raise SpecError("model", type(model).__name__, "a torch.nn.Module")
+    if targets is None and isinstance(spec, SuperLoRA):  # the spec's target names are exact module names
+        modules = dict(model.named_modules())
+        layers = []
+        for name in spec.target_shapes:
+            module = modules.get(name) if name else None
+            kind = None if module is None else layer_kind(module)
+            if kind is None:
+                raise SpecError("spec.targets", name, "names of supported layers (Linear, Conv1d/2d, GPT-2 Conv1D) of this model")
+            layers.append(LayerInfo(name, kind, target_shape(module, kind)))
+    else:
+        layers = find_targets(model, targets, exclude)
+    return AdaptedModel(model, _build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
+                        factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype)

@@ -1,0 +1,104 @@
+"""Which modules of a model get an adapter: PEFT's matching rules, and each layer's weight layout.
+
+``targets`` is a regex (``re.fullmatch`` on the full module name), or a list of names, each
+matching a module whose name equals it or ends with ``"." + name`` (so a list of full names
+selects exactly those modules). ``exclude`` follows the same rules and wins over ``targets``.
+Matched modules must be ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d`` or GPT-2's ``Conv1D``
+(``transformers.pytorch_utils.Conv1D``, weight stored (in, out) and transposed on the way in
+and out). Containers (modules with children) that a selector matches are skipped; any other
+module of an unsupported kind (LayerNorm, Embedding, ...) matched is refused with a ``SpecError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+
+__all__ = ["LayerInfo", "find_targets", "layer_kind", "matches"]
+
+Selector = str | Sequence[str] | None
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One adapted layer: its module name (the spec's target name), kind and spec shape."""
+
+    name: str
+    kind: str  # "linear", "conv1d", "conv2d" or "gpt2_conv1d"
+    shape: tuple[int, ...]  # the target shape in the spec: (out, in) or the conv kernel (out, in, k...)
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    """The kind of a supported layer, None for anything else."""
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, nn.Conv1d):
+        return "conv1d"
+    if isinstance(module, nn.Conv2d):
+        return "conv2d"
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf") and isinstance(getattr(module, "weight", None), torch.Tensor):
+        return "gpt2_conv1d"  # transformers.pytorch_utils.Conv1D, matched by duck typing (no import)
+    return None
+
+
+def target_shape(module: nn.Module, kind: str) -> tuple[int, ...]:
+    shape = tuple(module.weight.shape)
+    return (shape[1], shape[0]) if kind == "gpt2_conv1d" else shape
+
+
+def matches(name: str, selector: Selector) -> bool:
+    """PEFT semantics: a string is a regex fullmatch, a list matches names equal to or ending in ``.entry``."""
+    if selector is None:
+        return False
+    if isinstance(selector, str):
+        return re.fullmatch(selector, name) is not None
+    return any(name == key or name.endswith("." + key) for key in selector)
+
+
+def _check_selector(field: str, selector: Selector) -> None:
+    if selector is None or isinstance(selector, str):
+        if isinstance(selector, str):
+            try:
+                re.compile(selector)
+            except re.error as exc:
+                raise SpecError(field, selector, f"a valid regular expression ({exc})") from None
+        return
+    if not isinstance(selector, Iterable) or not all(isinstance(s, str) and s for s in selector):
+        raise SpecError(field, selector, "a regex string, or a list of module names / name suffixes")
+
+
+def find_targets(model: nn.Module, targets: Selector, exclude: Selector = None) -> list[LayerInfo]:
+    """The matched layers in model traversal order (the spec's concatenation order)."""
+    _check_selector("targets", targets)
+    _check_selector("exclude", exclude)
+    if targets is None or (not isinstance(targets, str) and not list(targets)):
+        raise SpecError("targets", targets, "a regex or a non-empty list of module names")
+    found: list[LayerInfo] = []
+    unsupported: list[str] = []
+    for name, module in model.named_modules():
+        if not name or not matches(name, targets) or matches(name, exclude):
+            continue
+        kind = layer_kind(module)
+        if kind is None and next(module.children(), None) is not None:
+            continue  # a container (Block, ModuleList...) matched by the selector: its leaves decide
+        if kind is None:
+            unsupported.append(f"{name} ({type(module).__name__})")
+            continue
+        found.append(LayerInfo(name, kind, target_shape(module, kind)))
+    if unsupported:
+        raise SpecError("targets", targets, f"only nn.Linear, nn.Conv1d, nn.Conv2d or GPT-2 Conv1D modules; also matched {unsupported[:4]}")
+    if not found:
+        sample = [n for n, m in model.named_modules() if layer_kind(m) is not None][:4]
+        raise SpecError("targets", targets, f"a selector matching at least one supported layer, such as {sample}")
+    if not isinstance(targets, str):
+        names = [n for n, _ in model.named_modules() if n]
+        missing = [key for key in targets if not any(matches(n, [key]) for n in names)]
+        if missing:
+            raise SpecError("targets", missing, "module names or suffixes that exist in the model (these matched nothing)")
+    return found
