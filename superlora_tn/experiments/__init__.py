@@ -1,0 +1,126 @@
+"""Offline experiment pipelines: quality versus trainable parameters for SuperLoRA and LoRA.
+
+Three tasks (``digits``, ``diffusion``, ``minilm``), each run as::
+
+    from superlora_tn.experiments import run
+    summaries = run("digits", quick=True, out_dir="results")
+
+or from the command line (``superlora-tn experiment digits [--quick]`` once wired into the CLI,
+or ``python -m superlora_tn.experiments digits``). Every run writes, under ``out_dir``:
+``<task>_runs.csv`` (per seed), ``<task>_summary.csv``, ``<task>_results.md`` (tables, setup,
+efficiency factor) and ``<task>_plot.png`` (metric versus adapter parameters, log x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+TASKS = ("digits", "diffusion", "minilm")
+
+
+def _make_task(name: str, quick: bool, budget: Any = None) -> Any:
+    if name == "digits":
+        from . import digits
+
+        return digits.make_task(quick=quick, budget=budget)
+    if name == "diffusion":
+        from . import diffusion
+
+        return diffusion.make_task(quick=quick, budget=budget)
+    if name == "minilm":
+        from . import minilm
+
+        return minilm.make_task(quick=quick, budget=budget)
+    raise ValueError(f"unknown experiment {name!r}; valid: {', '.join(TASKS)}")
+
+
+def run(
+    name: str,
+    quick: bool = False,
+    out_dir: str | Path = "results",
+    seeds: Sequence[int] | None = None,
+    methods: Sequence[str] | None = None,
+    budget: Any = None,
+    show_progress: bool = True,
+    threads: int | None = None,
+) -> list[Any]:
+    """Run one experiment end to end and write its tables and plot.
+
+    Args:
+        name: ``digits``, ``diffusion`` or ``minilm``.
+        quick: one seed and the quick subset of methods, with a smaller budget.
+        out_dir: where the CSV, Markdown and PNG files go (created if missing).
+        seeds: seeds to run (default: ``(0,)`` quick, ``(0, 1, 2)`` otherwise).
+        methods: method names to run instead of the default selection.
+        budget: a task-specific budget dataclass overriding the defaults.
+        show_progress: draw the progress bar and per-run log lines.
+        threads: ``torch.set_num_threads`` for the run (None: leave as is).
+
+    Returns:
+        The per-method summaries (:class:`superlora_tn.experiments.report.Summary`).
+    """
+    import torch
+
+    from . import report
+    from ._common import run_all
+    from .methods import select
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    seeds = list(seeds) if seeds is not None else ([0] if quick else [0, 1, 2])
+    chosen = select(quick=quick, names=list(methods) if methods is not None else None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    task = _make_task(name, quick, budget)
+    rows = run_all(task, chosen, seeds, show_progress=show_progress)
+    summaries = report.aggregate(rows)
+    total_s = time.perf_counter() - start
+    extra = task.finish(out) if task.finish is not None else ""
+
+    report.write_rows_csv(rows, out / f"{name}_runs.csv")
+    report.write_summary_csv(summaries, out / f"{name}_summary.csv")
+    percent = [m for m in task.higher_is_better if m in ("accuracy", "target_share")]
+    effs = report.efficiency(summaries, task.primary, task.higher_is_better[task.primary])
+    report.plot(summaries, task.primary, out / f"{name}_plot.png",
+                title=f"{name}: {task.primary} vs adapter parameters")
+    notes = {**task.notes, "seeds": seeds, "total wall time (s)": round(total_s, 1),
+             "torch threads": torch.get_num_threads()}
+    md = [f"# Experiment `{name}`{' (quick)' if quick else ''}\n", "## Setup\n"]
+    md += [f"- {k}: {v}" for k, v in notes.items()]
+    md += ["", "## Results\n", report.markdown_table(summaries, percent=percent)]
+    md += [f"## Parameter efficiency ({task.primary})\n", report.efficiency_markdown(effs, task.primary)]
+    if extra:
+        md += [extra]
+    md += [f"![{name}]({name}_plot.png)\n"]
+    (out / f"{name}_results.md").write_text("\n".join(md))
+    (out / f"{name}_notes.json").write_text(json.dumps(notes, indent=1, default=str))
+    return summaries
+
+
+def cli_experiment(name: str, quick: bool = False, out_dir: str | Path = "results") -> int:
+    """Entry point for ``superlora-tn experiment NAME [--quick] [--out DIR]``."""
+    run(name, quick=quick, out_dir=out_dir)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``NAME [--quick] [--out DIR] [--seeds 0 1 2] [--methods ...] [--threads N]``."""
+    parser = argparse.ArgumentParser(prog="superlora-tn experiment", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=TASKS)
+    parser.add_argument("--quick", action="store_true", help="one seed, fewer methods")
+    parser.add_argument("--out", default="results", help="output folder (default: results)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--methods", nargs="+", default=None, help="method names to run")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    run(args.name, quick=args.quick, out_dir=args.out, seeds=args.seeds, methods=args.methods,
+        threads=args.threads, show_progress=not args.no_progress)
+    return 0

@@ -1,0 +1,172 @@
+"""Shared pieces of the experiment pipelines: the task protocol, a training loop, the runner."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor
+
+from ._adapter import AdaptedModel
+from .methods import Method, TargetInfo, build_generator, implementation
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator for data order."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
+    """Endless index batches of a fixed size, reshuffled every epoch (the last partial batch of
+    an epoch is dropped; a dataset smaller than a batch gives the whole dataset)."""
+    size = min(n, batch_size)
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n - size + 1, size):
+            yield perm[start : start + size]
+
+
+def train_loop(
+    model: AdaptedModel,
+    loss_fn: Callable[[Any], Tensor],
+    batch_iter: Iterable[Any],
+    steps: int,
+    lr: float,
+    weight_decay: float = 0.0,
+) -> float:
+    """AdamW with a cosine learning-rate schedule over ``steps`` batches; returns the last loss.
+
+    ``batch_iter`` yields whatever ``loss_fn`` takes (index tensors, for the simple tasks).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params or steps == 0:
+        return float("nan")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for step, batch in enumerate(batch_iter):
+        if step == steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(batch)
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    return float(loss.detach())
+
+
+@dataclass
+class Row:
+    """The result of one method on one seed."""
+
+    task: str
+    method: str
+    family: str
+    impl: str
+    adapter_params: int
+    head_params: int
+    seed: int
+    metrics: dict[str, float]
+    wall_s: float
+
+
+@dataclass
+class Task:
+    """What the runner needs from an experiment.
+
+    Attributes:
+        name: task name (``digits``, ``diffusion``, ``minilm``).
+        primary: the metric plotted and used for the efficiency factor.
+        higher_is_better: direction of every metric, by name.
+        info: the adapted targets.
+        build: (method, generator or None, seed) -> AdaptedModel with the right trainables.
+        fit: (model, method, seed) -> None, trains in place.
+        evaluate: (model, seed) -> metrics.
+        head_names: parameter names counted as head parameters.
+        notes: free text for the report (setup, budgets, measured pretraining numbers).
+        skip_kinds: method kinds that do not apply (``head`` where there is no head).
+        skip_methods: method names left out of this task (time budget).
+        on_model: called after every run with the trained model (e.g. to keep samples).
+        finish: called once with the output folder; returns extra Markdown for the report.
+    """
+
+    name: str
+    primary: str
+    higher_is_better: dict[str, bool]
+    info: TargetInfo
+    build: Callable[[Method, object, int], AdaptedModel]
+    fit: Callable[[AdaptedModel, Method, int], None]
+    evaluate: Callable[[AdaptedModel, int], dict[str, float]]
+    head_names: Sequence[str] = ()
+    notes: dict[str, object] = field(default_factory=dict)
+    skip_kinds: tuple[str, ...] = ()
+    skip_methods: tuple[str, ...] = ()
+    on_model: Callable[[Method, int, AdaptedModel], None] | None = None
+    finish: Callable[[Path], str] | None = None
+
+
+def run_method(task: Task, method: Method, seed: int) -> tuple[Row, AdaptedModel]:
+    """Build, train and evaluate one method on one seed."""
+    start = time.perf_counter()
+    seed_everything(seed)
+    generator = build_generator(method, task.info, seed)
+    model = task.build(method, generator, seed)
+    if method.kind != "zero-shot":
+        task.fit(model, method, seed)
+    metrics = task.evaluate(model, seed)
+    wall = time.perf_counter() - start
+    trained = method.kind != "zero-shot"
+    head = model.copy_params(list(task.head_names)) if trained else 0
+    adapter = model.adapter_params() + model.copy_params() - head if trained else 0
+    row = Row(
+        task.name, method.name, method.family, implementation(method),
+        adapter, head, seed, metrics, wall,
+    )
+    return row, model
+
+
+def run_all(
+    task: Task,
+    methods: Sequence[Method],
+    seeds: Sequence[int],
+    show_progress: bool = True,
+) -> list[Row]:
+    """Run every applicable method on every seed with a progress bar."""
+    methods = [m for m in methods if m.kind not in task.skip_kinds and m.name not in task.skip_methods]
+    rows: list[Row] = []
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, disable=not show_progress) as progress:
+        bar = progress.add_task(task.name, total=len(methods) * len(seeds))
+        for method in methods:
+            for seed in seeds:
+                progress.update(bar, description=f"{task.name}: {method.name} (seed {seed})")
+                row, model = run_method(task, method, seed)
+                rows.append(row)
+                if task.on_model is not None:
+                    task.on_model(method, seed, model)
+                progress.advance(bar)
+                if show_progress:
+                    shown = ", ".join(f"{k}={v:.3f}" for k, v in row.metrics.items())
+                    progress.console.log(
+                        f"{method.name:<32} seed {seed}: {shown}  "
+                        f"params {row.adapter_params}+{row.head_params}  {row.wall_s:.1f}s",
+                        highlight=False,
+                    )
+    return rows

@@ -1,0 +1,203 @@
+"""The data-driven method table shared by all experiments.
+
+Each :class:`Method` is a name, a family (one curve in the plot), a kind and, for SuperLoRA
+settings, the keyword arguments of ``superlora_tn.SuperLoRA``. Task-dependent values are written
+as placeholders and resolved against the task's :class:`TargetInfo`:
+
+* ``"@layers"``  - the number of adapted layers (for ``groups=G`` with G = #layers),
+* ``"@roles"``   - explicit groups, one per role (all queries, all values: LoTR),
+* ``"@L"`` inside a rank tuple - the number of targets per role (LoTR's layer mode),
+* ``("fastfood", rho)`` / ``("gaussian", rho)`` - a projection built when the core is present.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._adapter import (
+    DeltaGenerator,
+    DenseDelta,
+    LoRAReference,
+    SpecAdapter,
+    core_available,
+)
+
+#: kinds that need no weight-update generator
+NO_GENERATOR = {"zero-shot", "head", "bias"}
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What a task adapts: target shapes (ordered), number of layers and role groups."""
+
+    targets: OrderedDict[str, tuple[int, int]]
+    layers: int
+    roles: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the comparison.
+
+    Attributes:
+        name: row label.
+        family: plot curve it belongs to.
+        kind: ``zero-shot`` (no training), ``head`` (train the head only), ``bias`` (biases
+            only), ``full`` (dense dW of the adapted matrices), ``lora`` (LoRA: through the spec
+            when the core is importable, else the hand-written reference), ``lora_ref`` (always
+            the hand-written reference) or ``spec`` (a SuperLoRA spec; needs the core).
+        spec: ``superlora_tn.SuperLoRA`` keyword arguments (with placeholders).
+        quick: part of the ``--quick`` subset.
+    """
+
+    name: str
+    family: str
+    kind: str
+    spec: dict[str, Any] = field(default_factory=dict)
+    quick: bool = False
+
+    @property
+    def needs_core(self) -> bool:
+        """True if the method cannot run without ``superlora_tn.SuperLoRA``."""
+        return self.kind == "spec"
+
+
+def _lora(r: int, quick: bool = False) -> Method:
+    spec = dict(groups="weight", fold="natural", order=2, splits=1, structure="lora", rank=r)
+    return Method(f"LoRA r={r}", "LoRA", "lora", spec, quick)
+
+
+def _grouped(
+    order: int,
+    groups: Any,
+    rank: int,
+    rho: float | None = None,
+    shuffle: int | None = None,
+    quick: bool = False,
+) -> Method:
+    structure = "lora" if order == 2 else "tucker"
+    spec: dict[str, Any] = dict(
+        groups=groups, fold="balanced", order=order, splits=1, structure=structure, rank=rank
+    )
+    g = "L" if groups == "@layers" else str(groups)
+    name = f"SuperLoRA {order}-D G={g} r={rank}"
+    family = f"SuperLoRA {order}-D" + (" Tucker" if order > 2 else "")
+    if rho is not None:
+        spec["projection"] = ("fastfood", rho)
+        name += f" ff={rho:g}"
+        family += " + fastfood"
+    if shuffle is not None:
+        spec["shuffle"] = shuffle
+        name += " shuffled"
+        family += " shuffled"
+    return Method(name, family, "spec", spec, quick)
+
+
+def all_methods() -> list[Method]:
+    """The full method table, in report order."""
+    methods = [
+        Method("zero-shot", "baseline", "zero-shot", quick=True),
+        Method("head only", "baseline", "head", quick=True),
+        Method("biases only", "baseline", "bias", quick=True),
+        _lora(1, quick=True),
+        _lora(2),
+        _lora(4),
+        _lora(8),
+        Method(
+            "LoKr r=1",
+            "LoKr",
+            "spec",
+            dict(groups="weight", fold="natural", order=2, splits=2,
+                 structure=["dense", "lora"], rank=1),
+        ),
+        Method(
+            "LoNKr r=1",
+            "LoNKr",
+            "spec",
+            dict(groups="weight", fold="natural", order=2, splits=3,
+                 structure=["dense", "dense", "lora"], rank=1),
+        ),
+        Method(
+            "LoTR r=4",
+            "LoTR",
+            "spec",
+            dict(groups="@roles", fold="stack", order=3, splits=1, structure="tucker",
+                 rank=("@L", 4, 4), identity_modes=(0,)),
+        ),
+        _grouped(2, 1, 1),
+        _grouped(2, "@layers", 1),
+        _grouped(3, 1, 4),
+        _grouped(3, "@layers", 4),
+        _grouped(4, 1, 4),
+        _grouped(4, "@layers", 4),
+        _grouped(2, 1, 1, rho=0.5),
+        _grouped(2, 1, 1, rho=0.1),
+        _grouped(2, 1, 1, rho=0.01),
+        _grouped(3, 1, 2, rho=0.5),
+        _grouped(3, 1, 2, rho=0.1),
+        _grouped(3, 1, 2, rho=0.01, quick=True),
+        _grouped(4, 1, 2, rho=0.5),
+        _grouped(4, 1, 2, rho=0.1),
+        _grouped(4, 1, 2, rho=0.01),
+        _grouped(3, 1, 1, rho=0.01),
+        _grouped(4, 1, 1, rho=0.01),
+        _grouped(3, 1, 4, shuffle=0),
+        Method("full FT (adapted W)", "full FT", "full", quick=True),
+    ]
+    return methods
+
+
+def select(
+    quick: bool = False, names: list[str] | None = None, core: bool | None = None
+) -> list[Method]:
+    """Methods to run: the quick subset or all, optionally by name; skip spec methods
+    (with no error) when the core library is not importable."""
+    core = core_available() if core is None else core
+    chosen = [m for m in all_methods() if (m.quick or not quick)]
+    if names is not None:
+        known = {m.name for m in all_methods()}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; valid: {sorted(known)}")
+        chosen = [m for m in all_methods() if m.name in names]
+    return [m for m in chosen if core or not m.needs_core]
+
+
+def resolve_spec(spec: dict[str, Any], info: TargetInfo) -> dict[str, Any]:
+    """Replace placeholders of a spec dict by the task's values."""
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if value == "@layers":
+            value = info.layers
+        elif value == "@roles":
+            value = [list(names) for names in info.roles.values()]
+        elif isinstance(value, tuple) and value and value[0] in ("fastfood", "gaussian"):
+            import superlora_tn
+
+            cls = superlora_tn.Fastfood if value[0] == "fastfood" else superlora_tn.Gaussian
+            value = cls(value[1])
+        elif isinstance(value, tuple):
+            per_role = len(next(iter(info.roles.values())))
+            value = tuple(per_role if v == "@L" else v for v in value)
+        out[key] = value
+    return out
+
+
+def build_generator(method: Method, info: TargetInfo, seed: int) -> DeltaGenerator | None:
+    """The weight-update generator of a method (None for head/bias/zero-shot)."""
+    if method.kind in NO_GENERATOR:
+        return None
+    if method.kind == "full":
+        return DenseDelta(info.targets)
+    if method.kind == "lora_ref" or (method.kind == "lora" and not core_available()):
+        return LoRAReference(info.targets, rank=int(method.spec["rank"]), seed=seed)
+    return SpecAdapter(info.targets, **resolve_spec(method.spec, info), seed=seed)
+
+
+def implementation(method: Method) -> str:
+    """Which code path a method runs on (for the results table)."""
+    if method.kind == "lora":
+        return "spec" if core_available() else "reference"
+    return {"lora_ref": "reference", "spec": "spec"}.get(method.kind, "torch")
