@@ -387,13 +387,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     try:
-        from .experiments import run
+        from .experiments import cli_experiment
     except ImportError as exc:
-        raise MissingPart(f"experiment needs superlora_tn.experiments, not in this build ({exc})") from None
-    result = run(args.name, quick=args.quick, out_dir=args.out_dir)
-    if result is not None:
-        print(result if isinstance(result, str) else json.dumps(result, indent=1, default=str))
-    return 0
+        raise MissingPart(f"experiment needs superlora_tn.experiments and its extra ({exc})") from None
+    return cli_experiment(args.name, quick=args.quick, out_dir=args.out_dir)
 
 
 # ----------------------------------------------------------------------------- parser

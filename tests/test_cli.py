@@ -197,3 +197,12 @@ def test_bad_spec_flags_exit_2_with_the_flag_named(flags: list[str], capsys: pyt
 def test_bad_budget_exits_2(budget: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["budget", "--preset", "vit-b16", "--budget", budget]) == 2
     assert "budget" in capsys.readouterr().err
+
+
+def test_experiment_command_calls_the_experiment_runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import superlora_tn.experiments as experiments
+
+    calls = []
+    monkeypatch.setattr(experiments, "cli_experiment", lambda name, quick, out_dir: calls.append((name, quick, out_dir)) or 0)
+    assert main(["experiment", "minilm", "--quick", "--out-dir", str(tmp_path)]) == 0
+    assert calls == [("minilm", True, str(tmp_path))]
