@@ -1,8 +1,8 @@
 """Small, isolated adapter glue used by the experiment pipelines.
 
-The core library will provide module injection (``superlora_tn.torch.inject``). Until it does,
-this module wraps a frozen base model functionally: the base model is never mutated, so one
-pretrained backbone is shared by every run. An :class:`AdaptedModel` computes the weight updates
+Unlike ``superlora_tn.torch.inject`` (forward hooks on the model itself), this module wraps a
+frozen base model functionally: the base model is never mutated, so one pretrained backbone is
+shared by the ~80 runs of an experiment without copying it. An :class:`AdaptedModel` computes the weight updates
 ``dW`` once per forward and calls the base model through :func:`torch.func.functional_call` with
 ``W0 + dW`` substituted for every adapted ``nn.Linear`` weight, plus trainable copies of any
 other parameters that a method trains (a new classification head, biases).
@@ -10,8 +10,7 @@ other parameters that a method trains (a new classification head, biases).
 Adapter generators (all return ``dict[target name, dW]``):
 
 * :class:`SpecAdapter` - a ``superlora_tn.SuperLoRA`` spec (LoRA, LoKr, LoNKr, LoTR, Tucker, ...).
-* :class:`LoRAReference` - a hand-written LoRA ``dW = B A`` used as a sanity reference and as the
-  LoRA implementation while the core library is not importable.
+* :class:`LoRAReference` - a hand-written LoRA ``dW = B A``, the sanity reference for the spec path.
 * :class:`DenseDelta` - a free ``dW`` per target (full fine-tuning of the adapted matrices).
 """
 
@@ -26,15 +25,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
-
-
-def core_available() -> bool:
-    """Return True when the core library (``superlora_tn.SuperLoRA``) can be imported."""
-    try:
-        import superlora_tn
-    except ImportError:  # pragma: no cover - the namespace package always imports
-        return False
-    return hasattr(superlora_tn, "SuperLoRA")
 
 
 def linear_targets(model: nn.Module, names: Sequence[str]) -> OrderedDict[str, tuple[int, int]]:

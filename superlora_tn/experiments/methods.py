@@ -7,7 +7,7 @@ as placeholders and resolved against the task's :class:`TargetInfo`:
 * ``"@layers"``  - the number of adapted layers (for ``groups=G`` with G = #layers),
 * ``"@roles"``   - explicit groups, one per role (all queries, all values: LoTR),
 * ``"@L"`` inside a rank tuple - the number of targets per role (LoTR's layer mode),
-* ``("fastfood", rho)`` / ``("gaussian", rho)`` - a projection built when the core is present.
+* ``("fastfood", rho)`` / ``("gaussian", rho)`` - a projection, built when the method runs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from ._adapter import (
     DenseDelta,
     LoRAReference,
     SpecAdapter,
-    core_available,
 )
 
 #: kinds that need no weight-update generator
@@ -45,9 +44,9 @@ class Method:
         name: row label.
         family: plot curve it belongs to.
         kind: ``zero-shot`` (no training), ``head`` (train the head only), ``bias`` (biases
-            only), ``full`` (dense dW of the adapted matrices), ``lora`` (LoRA: through the spec
-            when the core is importable, else the hand-written reference), ``lora_ref`` (always
-            the hand-written reference) or ``spec`` (a SuperLoRA spec; needs the core).
+            only), ``full`` (dense dW of the adapted matrices), ``lora`` (LoRA through the
+            SuperLoRA spec), ``lora_ref`` (the hand-written LoRA reference, a sanity check) or
+            ``spec`` (any other SuperLoRA spec).
         spec: ``superlora_tn.SuperLoRA`` keyword arguments (with placeholders).
         quick: part of the ``--quick`` subset.
     """
@@ -57,11 +56,6 @@ class Method:
     kind: str
     spec: dict[str, Any] = field(default_factory=dict)
     quick: bool = False
-
-    @property
-    def needs_core(self) -> bool:
-        """True if the method cannot run without ``superlora_tn.SuperLoRA``."""
-        return self.kind == "spec"
 
 
 def _lora(r: int, quick: bool = False) -> Method:
@@ -149,12 +143,8 @@ def all_methods() -> list[Method]:
     return methods
 
 
-def select(
-    quick: bool = False, names: list[str] | None = None, core: bool | None = None
-) -> list[Method]:
-    """Methods to run: the quick subset or all, optionally by name; skip spec methods
-    (with no error) when the core library is not importable."""
-    core = core_available() if core is None else core
+def select(quick: bool = False, names: list[str] | None = None) -> list[Method]:
+    """Methods to run: the quick subset or all, optionally by name."""
     chosen = [m for m in all_methods() if (m.quick or not quick)]
     if names is not None:
         known = {m.name for m in all_methods()}
@@ -162,7 +152,7 @@ def select(
         if unknown:
             raise ValueError(f"unknown methods {unknown}; valid: {sorted(known)}")
         chosen = [m for m in all_methods() if m.name in names]
-    return [m for m in chosen if core or not m.needs_core]
+    return chosen
 
 
 def resolve_spec(spec: dict[str, Any], info: TargetInfo) -> dict[str, Any]:
@@ -191,13 +181,11 @@ def build_generator(method: Method, info: TargetInfo, seed: int) -> DeltaGenerat
         return None
     if method.kind == "full":
         return DenseDelta(info.targets)
-    if method.kind == "lora_ref" or (method.kind == "lora" and not core_available()):
+    if method.kind == "lora_ref":
         return LoRAReference(info.targets, rank=int(method.spec["rank"]), seed=seed)
     return SpecAdapter(info.targets, **resolve_spec(method.spec, info), seed=seed)
 
 
 def implementation(method: Method) -> str:
     """Which code path a method runs on (for the results table)."""
-    if method.kind == "lora":
-        return "spec" if core_available() else "reference"
-    return {"lora_ref": "reference", "spec": "spec"}.get(method.kind, "torch")
+    return {"lora": "spec", "lora_ref": "reference", "spec": "spec"}.get(method.kind, "torch")
