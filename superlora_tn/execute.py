@@ -17,7 +17,7 @@ from .backends import backend_for, get_backend
 from .errors import SpecError
 from .init import FLOAT_DTYPES
 from .lowering import SMALL_OUTPUT, Program, program, run_program  # noqa: F401  (re-exported)
-from .runner import backend_of, params_ok, runner_for
+from .runner import params_ok, runner_for
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
@@ -97,7 +97,7 @@ def _resolve(spec: SuperLoRA, params: Mapping[str, Any] | None, backend: Any, dt
         check_params(spec, params)
     first = next(iter(params.values()))
     if backend is None:
-        return backend_of(first), params
+        return backend_for(first), params
     be = get_backend(backend)
     if not be.is_array(first):
         src = backend_for(first)

@@ -33,7 +33,7 @@ from .init import FLOAT_DTYPES
 if TYPE_CHECKING:
     from .spec import SuperLoRA
 
-__all__ = ["backend_of", "get_backend", "params_ok", "runner_for"]
+__all__ = ["get_backend", "params_ok", "runner_for"]
 
 _NONE = object()
 
@@ -188,15 +188,3 @@ def _contiguous_path(be: Any, prog: Any, flat: list[int], like: Any) -> list[int
         if cost <= 2 * best and be.is_contiguous(be.einsum_flat(prog.equation, zeros, cand)):
             return cand
     return None
-
-
-def backend_of(first: Any, _cache: dict = {}) -> Any:  # noqa: B006  (a per-type memo)
-    """``backend_for`` memoised on the array type."""
-    be = _cache.get(type(first))
-    if be is None:
-        from .backends import backend_for
-
-        be = _cache[type(first)] = backend_for(first)
-    return be
-
-

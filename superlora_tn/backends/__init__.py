@@ -82,7 +82,14 @@ def get_backend(name: str | Backend) -> Backend:
 
 
 def backend_for(array: Any) -> Backend:
-    """The backend whose array type ``array`` is (only already-imported frameworks are tried)."""
+    """The backend whose array type ``array`` is (only already-imported frameworks are tried).
+
+    The answer is memoised per array type (it is on the hot path of every ``contract`` call).
+    """
+    cls = type(array)
+    found = _by_type.get(cls)
+    if found is not None:
+        return found
     for name, (_, framework) in _registry().items():
         if framework is not None and framework not in sys.modules:
             continue
@@ -91,5 +98,10 @@ def backend_for(array: Any) -> Backend:
         except ImportError:
             continue
         if backend.is_array(array):
+            _by_type[cls] = backend
             return backend
-    raise SpecError("params", type(array).__name__, f"arrays of an installed backend {available_backends()}")
+    raise SpecError("params", cls.__name__, f"arrays of an installed backend {available_backends()}")
+
+
+#: array type -> backend, filled by ``backend_for`` (a memo, never a "current backend")
+_by_type: dict[type, Backend] = {}
