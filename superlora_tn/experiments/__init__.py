@@ -5,7 +5,7 @@ Three tasks (``digits``, ``diffusion``, ``minilm``), each run as::
     from superlora_tn.experiments import run
     summaries = run("digits", quick=True, out_dir="results")
 
-or from the command line (``superlora-tn experiment digits [--quick]`` once wired into the CLI,
+or from the command line (``superlora-tn experiment digits [--quick]``
 or ``python -m superlora_tn.experiments digits``). Every run writes, under ``out_dir``:
 ``<task>_runs.csv`` (per seed), ``<task>_summary.csv``, ``<task>_results.md`` (tables, setup,
 efficiency factor) and ``<task>_plot.png`` (metric versus adapter parameters, log x).
