@@ -390,7 +390,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         from .experiments import cli_experiment
     except ImportError as exc:
         raise MissingPart(f"experiment needs superlora_tn.experiments and its extra ({exc})") from None
-    return cli_experiment(args.name, quick=args.quick, out_dir=args.out_dir)
+    return cli_experiment(args.name, quick=args.quick, out_dir=args.out_dir, jobs=args.jobs)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -443,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=["digits", "diffusion", "minilm"])
     p.add_argument("--quick", action="store_true", help="a small, fast version")
     p.add_argument("--out-dir", default="results", help="where results go (default results/)")
+    p.add_argument("--jobs", type=int, default=None, help="runs side by side, one process each (default: one per CPU)")
     p.set_defaults(func=cmd_experiment)
     return parser
 

@@ -45,6 +45,22 @@ def test_quick_digits_pipeline_beats_zero_shot(tmp_path):
     assert "| method |" in (tmp_path / "digits_results.md").read_text()
 
 
+def test_worker_processes_give_the_numbers_of_a_serial_run(tmp_path):
+    """jobs=2 (forked workers, one thread each) == jobs=1 with one thread, run for run."""
+    names = ["zero-shot", "LoRA r=1", "SuperLoRA 3-D G=1 r=2 ff=0.01", "full FT (adapted W)"]
+    budget = DigitsBudget(pretrain_steps=40, steps=15, batch_size=32)
+    common = dict(quick=True, methods=names, budget=budget, show_progress=False, threads=1,
+                  seeds=[0, 1])
+    serial = run("digits", out_dir=tmp_path / "serial", jobs=1, **common)
+    pooled = run("digits", out_dir=tmp_path / "pooled", jobs=2, **common)
+    assert [s.method for s in pooled] == [s.method for s in serial] == names
+    for a, b in zip(serial, pooled):
+        assert a.mean == b.mean and a.std == b.std and a.adapter_params == b.adapter_params
+    trained = [s for s in serial if s.method != "zero-shot"]
+    assert len({s.mean["accuracy"] for s in trained}) > 1  # the runs differ from each other
+    assert "worker processes: 2" in (tmp_path / "pooled" / "digits_results.md").read_text()
+
+
 def test_every_method_builds_with_its_parameter_count():
     """Each method of the table resolves on the ViT targets; dW == 0 at init."""
     info = target_info(ViT())

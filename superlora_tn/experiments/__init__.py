@@ -48,6 +48,7 @@ def run(
     budget: Any = None,
     show_progress: bool = True,
     threads: int | None = None,
+    jobs: int | None = None,
 ) -> list[Any]:
     """Run one experiment end to end and write its tables and plot.
 
@@ -59,7 +60,11 @@ def run(
         methods: method names to run instead of the default selection.
         budget: a task-specific budget dataclass overriding the defaults.
         show_progress: draw the progress bar and per-run log lines.
-        threads: ``torch.set_num_threads`` for the run (None: leave as is).
+        threads: ``torch.set_num_threads`` for the run (None: 1 when ``jobs > 1``, else leave
+            as is).
+        jobs: runs side by side in forked worker processes of one torch thread each (None:
+            one per available CPU, at most the number of runs). Results do not depend on it:
+            ``jobs=2`` gives the numbers of ``jobs=1, threads=1``.
 
     Returns:
         The per-method summaries (:class:`superlora_tn.experiments.report.Summary`).
@@ -67,9 +72,12 @@ def run(
     import torch
 
     from . import report
-    from ._common import run_all
+    from ._pool import available_cpus, can_fork, run_all
     from .methods import select
 
+    jobs = (available_cpus() if jobs is None else max(1, jobs)) if can_fork() else 1
+    if threads is None and jobs > 1:
+        threads = 1  # pretraining too, so that the backbone does not depend on jobs
     if threads is not None:
         torch.set_num_threads(threads)
     seeds = list(seeds) if seeds is not None else ([0] if quick else [0, 1, 2])
@@ -78,10 +86,10 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     task = _make_task(name, quick, budget)
-    rows = run_all(task, chosen, seeds, show_progress=show_progress)
+    rows, artifacts = run_all(task, chosen, seeds, show_progress=show_progress, jobs=jobs)
     summaries = report.aggregate(rows)
     total_s = time.perf_counter() - start
-    extra = task.finish(out) if task.finish is not None else ""
+    extra = task.finish(out, artifacts) if task.finish is not None else ""
 
     report.write_rows_csv(rows, out / f"{name}_runs.csv")
     report.write_summary_csv(summaries, out / f"{name}_summary.csv")
@@ -90,7 +98,7 @@ def run(
     report.plot(summaries, task.primary, out / f"{name}_plot.png",
                 title=f"{name}: {task.primary} vs adapter parameters")
     notes = {**task.notes, "seeds": seeds, "total wall time (s)": round(total_s, 1),
-             "torch threads": torch.get_num_threads()}
+             "torch threads": torch.get_num_threads(), "worker processes": jobs}
     md = [f"# Experiment `{name}`{' (quick)' if quick else ''}\n", "## Setup\n"]
     md += [f"- {k}: {v}" for k, v in notes.items()]
     md += ["", "## Results\n", report.markdown_table(summaries, percent=percent)]
@@ -103,14 +111,16 @@ def run(
     return summaries
 
 
-def cli_experiment(name: str, quick: bool = False, out_dir: str | Path = "results") -> int:
-    """Entry point for ``superlora-tn experiment NAME [--quick] [--out DIR]``."""
-    run(name, quick=quick, out_dir=out_dir)
+def cli_experiment(
+    name: str, quick: bool = False, out_dir: str | Path = "results", jobs: int | None = None
+) -> int:
+    """Entry point for ``superlora-tn experiment NAME [--quick] [--out-dir DIR] [--jobs N]``."""
+    run(name, quick=quick, out_dir=out_dir, jobs=jobs)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``NAME [--quick] [--out DIR] [--seeds 0 1 2] [--methods ...] [--threads N]``."""
+    """Parse ``NAME [--quick] [--out DIR] [--seeds ..] [--methods ..] [--threads N] [--jobs N]``."""
     parser = argparse.ArgumentParser(prog="superlora-tn experiment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=TASKS)
@@ -118,9 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="results", help="output folder (default: results)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--methods", nargs="+", default=None, help="method names to run")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per process (default: 1 with several jobs)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes (default: one per CPU)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     run(args.name, quick=args.quick, out_dir=args.out, seeds=args.seeds, methods=args.methods,
-        threads=args.threads, show_progress=not args.no_progress)
+        threads=args.threads, jobs=args.jobs, show_progress=not args.no_progress)
     return 0

@@ -1,4 +1,4 @@
-"""Shared pieces of the experiment pipelines: the task protocol, a training loop, the runner."""
+"""Shared pieces of the experiment pipelines: the task protocol, a training loop, one run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
 from ._adapter import AdaptedModel
@@ -98,8 +97,10 @@ class Task:
         notes: free text for the report (setup, budgets, measured pretraining numbers).
         skip_kinds: method kinds that do not apply (``head`` where there is no head).
         skip_methods: method names left out of this task (time budget).
-        on_model: called after every run with the trained model (e.g. to keep samples).
-        finish: called once with the output folder; returns extra Markdown for the report.
+        keep: called after every run with the trained model; returns a picklable artifact
+            (e.g. generated samples) or None. Runs in the worker process that made the run.
+        finish: called once with the output folder and the artifacts, keyed by
+            ``(method name, seed)``; returns extra Markdown for the report.
     """
 
     name: str
@@ -113,8 +114,8 @@ class Task:
     notes: dict[str, object] = field(default_factory=dict)
     skip_kinds: tuple[str, ...] = ()
     skip_methods: tuple[str, ...] = ()
-    on_model: Callable[[Method, int, AdaptedModel], None] | None = None
-    finish: Callable[[Path], str] | None = None
+    keep: Callable[[Method, int, AdaptedModel], Any] | None = None
+    finish: Callable[[Path, dict[tuple[str, int], Any]], str] | None = None
 
 
 def run_method(task: Task, method: Method, seed: int) -> tuple[Row, AdaptedModel]:
@@ -135,38 +136,3 @@ def run_method(task: Task, method: Method, seed: int) -> tuple[Row, AdaptedModel
         adapter, head, seed, metrics, wall,
     )
     return row, model
-
-
-def run_all(
-    task: Task,
-    methods: Sequence[Method],
-    seeds: Sequence[int],
-    show_progress: bool = True,
-) -> list[Row]:
-    """Run every applicable method on every seed with a progress bar."""
-    methods = [m for m in methods if m.kind not in task.skip_kinds and m.name not in task.skip_methods]
-    rows: list[Row] = []
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, disable=not show_progress) as progress:
-        bar = progress.add_task(task.name, total=len(methods) * len(seeds))
-        for method in methods:
-            for seed in seeds:
-                progress.update(bar, description=f"{task.name}: {method.name} (seed {seed})")
-                row, model = run_method(task, method, seed)
-                rows.append(row)
-                if task.on_model is not None:
-                    task.on_model(method, seed, model)
-                progress.advance(bar)
-                if show_progress:
-                    shown = ", ".join(f"{k}={v:.3f}" for k, v in row.metrics.items())
-                    progress.console.log(
-                        f"{method.name:<32} seed {seed}: {shown}  "
-                        f"params {row.adapter_params}+{row.head_params}  {row.wall_s:.1f}s",
-                        highlight=False,
-                    )
-    return rows

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ._adapter import AdaptedModel, DeltaGenerator, linear_targets
 from ._common import Task, batches, seed_everything, train_loop
-from .methods import Method, TargetInfo
+from .methods import Method, TargetInfo, all_methods
 
 
 def time_embedding(t: Tensor, dim: int) -> Tensor:
@@ -268,18 +268,20 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
         src = sched.sample(net, budget.samples, seed=10_000)
         src_share = float((clf(src).argmax(-1) < 5).float().mean())
 
-    shown: dict[str, tuple[Method, int, Tensor]] = {}  # first seed only
-    first_seed: list[int] = []
+    def keep(method: Method, seed: int, model: AdaptedModel) -> tuple[int, Tensor]:
+        """64 samples from fixed noise (the figure shows those of the first seed)."""
+        with model.frozen_deltas():
+            return model.adapter_params(), sched.sample(model, 64, seed=7)
 
-    def on_model(method: Method, seed: int, model: AdaptedModel) -> None:
-        first_seed.extend([] if first_seed else [seed])
-        if seed == first_seed[0]:
-            with model.frozen_deltas():
-                shown[method.name] = (method, model.adapter_params(), sched.sample(model, 64, seed=7))
-
-    def finish(out: Path) -> str:
+    def finish(out: Path, artifacts: dict[tuple[str, int], tuple[int, Tensor]]) -> str:
         """Figure: no adaptation, the SuperLoRA setting closest to 30 parameters, LoRA's
         smallest and full fine-tuning, side by side (first seed, same noise)."""
+        if not artifacts:
+            return ""
+        first = min(seed for _, seed in artifacts)
+        methods = {m.name: m for m in all_methods()}
+        shown = {name: (methods[name], *art) for (name, seed), art in artifacts.items()
+                 if seed == first and name in methods}
         by_family = lambda pred: [k for k, (m, _, _) in shown.items() if pred(m)]  # noqa: E731
         picks = by_family(lambda m: m.kind == "zero-shot")
         supers = by_family(lambda m: m.family.startswith("SuperLoRA"))
@@ -293,7 +295,7 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
             return ""
         panels = {f"{k}\n({shown[k][1]:,} params)": shown[k][2] for k in picks}
         save_sample_grid(panels, out / "diffusion_samples.png")
-        return "## Samples (first seed, same noise for every panel)\n\n![samples](diffusion_samples.png)\n"
+        return f"## Samples (seed {first}, same noise for every panel)\n\n![samples](diffusion_samples.png)\n"
 
     notes: dict[str, object] = {
         "judge classifier held-out accuracy": round(clf_acc, 4),
@@ -309,5 +311,5 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
         name="diffusion", primary="target_share",
         higher_is_better={"target_share": True, "fd": False}, info=info,
         build=build, fit=fit, evaluate=evaluate, notes=notes, skip_kinds=("head",),
-        on_model=on_model, finish=finish,
+        keep=keep, finish=finish,
     )

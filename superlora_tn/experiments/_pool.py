@@ -1,0 +1,141 @@
+"""Run the (method, seed) pairs of an experiment in worker processes, one torch thread each.
+
+The runs of an experiment are independent and each one seeds itself, so they can run side by
+side. On the 2-core development machine two single-threaded processes do twice the work of one
+process with two threads (the small models here do not scale across threads). Workers are
+forked from the parent after the task is built, so the pretrained backbone is shared
+copy-on-write and never pickled; only the (method, seed) pair goes in and the result row plus
+the task's optional per-run artifact (``Task.keep``) come back.
+
+With one torch thread per process every run computes exactly what a serial run with
+``threads=1`` computes, whatever the number of workers.
+
+Example::
+
+    rows, artifacts = run_all(task, [lora_r1, full_ft], seeds=[0, 1, 2], jobs=2)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from ._common import Row, Task, run_method
+from .methods import Method
+
+Pairs = Sequence[tuple[Method, int]]
+Result = tuple[int, Row, Any]
+
+#: the task of the pool being run; set in the parent just before the workers are forked
+_TASK: Task | None = None
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (``os.sched_getaffinity`` where it exists)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Whether worker processes can be forked here (Linux, macOS; not Windows)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def run_one(task: Task, method: Method, seed: int) -> tuple[Row, Any]:
+    """One run and the task's artifact of it (None if the task keeps nothing)."""
+    row, model = run_method(task, method, seed)
+    artifact = task.keep(method, seed, model) if task.keep is not None else None
+    return row, artifact
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _work(job: tuple[int, Method, int]) -> Result:
+    index, method, seed = job
+    assert _TASK is not None, "worker started without a task"
+    row, artifact = run_one(_TASK, method, seed)
+    return index, row, artifact
+
+
+@contextmanager
+def worker_pool(task: Task, jobs: int, runs: int) -> Iterator[Callable[[Pairs], Iterator[Result]]]:
+    """A function that runs pairs and yields ``(index into pairs, row, artifact)`` as they finish.
+
+    With ``jobs > 1`` (and more than one run, on a platform with ``fork``) the worker processes
+    are forked when the block is entered, so open it before starting any thread (a progress
+    display); otherwise everything runs in this process, in order.
+    """
+    if jobs <= 1 or runs <= 1 or not can_fork():
+
+        def serial(pairs: Pairs) -> Iterator[Result]:
+            for index, (method, seed) in enumerate(pairs):
+                yield (index, *run_one(task, method, seed))
+
+        yield serial
+        return
+    global _TASK
+    _TASK = task
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(min(jobs, runs), initializer=_init_worker) as pool:
+
+            def parallel(pairs: Pairs) -> Iterator[Result]:
+                work = [(i, m, s) for i, (m, s) in enumerate(pairs)]
+                return pool.imap_unordered(_work, work, chunksize=1)
+
+            yield parallel
+    finally:
+        _TASK = None
+
+
+def run_all(
+    task: Task,
+    methods: Sequence[Method],
+    seeds: Sequence[int],
+    show_progress: bool = True,
+    jobs: int = 1,
+) -> tuple[list[Row], dict[tuple[str, int], Any]]:
+    """Run every applicable method on every seed with a progress bar.
+
+    Returns the rows in (method, seed) order whatever order the workers finished in, and the
+    artifacts of ``task.keep`` keyed by ``(method name, seed)``.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    methods = [m for m in methods if m.kind not in task.skip_kinds and m.name not in task.skip_methods]
+    pairs = [(m, s) for m in methods for s in seeds]
+    done: dict[int, tuple[Row, Any]] = {}
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with worker_pool(task, jobs, len(pairs)) as run_pairs, \
+            Progress(*columns, disable=not show_progress) as progress:
+        bar = progress.add_task(f"{task.name}: {len(pairs)} runs, {jobs} jobs", total=len(pairs))
+        for index, row, artifact in run_pairs(pairs):
+            done[index] = (row, artifact)
+            progress.advance(bar)
+            if show_progress:
+                shown = ", ".join(f"{k}={v:.3f}" for k, v in row.metrics.items())
+                progress.console.log(
+                    f"{row.method:<32} seed {row.seed}: {shown}  "
+                    f"params {row.adapter_params}+{row.head_params}  {row.wall_s:.1f}s",
+                    highlight=False,
+                )
+    rows = [done[i][0] for i in range(len(pairs))]
+    artifacts = {(m.name, s): done[i][1] for i, (m, s) in enumerate(pairs)
+                 if done[i][1] is not None}
+    return rows, artifacts
