@@ -126,6 +126,8 @@ def all_methods() -> list[Method]:
         _grouped(3, "@layers", 4),
         _grouped(4, 1, 4),
         _grouped(4, "@layers", 4),
+        _grouped(3, 1, 16),  # larger ranks: can SuperLoRA reach LoRA r=2..8 with fewer params?
+        _grouped(3, "@layers", 8),
         _grouped(2, 1, 1, rho=0.5),
         _grouped(2, 1, 1, rho=0.1),
         _grouped(2, 1, 1, rho=0.01),
