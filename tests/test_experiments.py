@@ -99,3 +99,26 @@ def test_efficiency_factor_picks_smallest_superlora_reaching_lora():
     assert len(effs) == 1 and effs[0].superlora == "S small" and effs[0].factor == pytest.approx(10)
     none = report.efficiency(report.aggregate([_row("LoRA r=1", "LoRA", 1000, 0.9), rows[3]]), "accuracy")
     assert none[0].factor is None
+
+
+def test_equal_quality_reads_lora_params_off_the_log_linear_curve():
+    rows = [
+        _row("LoRA r=1", "LoRA", 1000, 0.70),
+        _row("LoRA r=2", "LoRA", 2000, 0.80),
+        _row("LoRA r=4", "LoRA", 4000, 0.78),  # a dip: the first crossing counts
+        _row("S mid", "SuperLoRA 2-D", 100, 0.75),
+        _row("S at r=1", "SuperLoRA 2-D", 500, 0.70),
+        _row("S below", "SuperLoRA 3-D Tucker", 10, 0.60),
+        _row("S above", "SuperLoRA 3-D Tucker", 50, 0.90),
+        _row("LoKr", "LoKr", 5, 0.75),
+    ]
+    got = {e.method: e for e in report.equal_quality(report.aggregate(rows), "accuracy")}
+    assert set(got) == {"S mid", "S at r=1", "S below", "S above"}
+    assert got["S mid"].lora_params == pytest.approx(1000 * 2**0.5)
+    assert got["S mid"].factor == pytest.approx(10 * 2**0.5)
+    assert got["S at r=1"].factor == pytest.approx(2.0)
+    assert got["S below"].factor is None and got["S above"].factor is None
+    # lower is better (a distance): the curve falls with parameters
+    assert report.lora_params_for([(1000, 50.0), (4000, 30.0)], 40.0, higher_is_better=False) == pytest.approx(2000)
+    table = report.equal_quality_markdown(list(got.values()), "accuracy")
+    assert table.index("S mid") < table.index("S at r=1") and "2 settings lie outside" in table

@@ -103,6 +103,9 @@ def run(
     md += [f"- {k}: {v}" for k, v in notes.items()]
     md += ["", "## Results\n", report.markdown_table(summaries, percent=percent)]
     md += [f"## Parameter efficiency ({task.primary})\n", report.efficiency_markdown(effs, task.primary)]
+    equal = report.equal_quality(summaries, task.primary, task.higher_is_better[task.primary])
+    md += ["## SuperLoRA settings against LoRA's curve\n",
+           report.equal_quality_markdown(equal, task.primary)]
     if extra:
         md += [extra]
     md += [f"![{name}]({name}_plot.png)\n"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,71 @@ def plot(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+@dataclass
+class EqualQuality:
+    """A SuperLoRA setting against LoRA's curve: how many parameters LoRA needs for its quality.
+
+    ``lora_params`` is read off LoRA's curve (linear in the metric against log parameters
+    between neighbouring ranks); None when the setting's quality is outside LoRA's measured range
+    (below LoRA's smallest rank or above its best), where nothing is extrapolated.
+    """
+
+    method: str
+    params: int
+    value: float
+    lora_params: float | None
+
+    @property
+    def factor(self) -> float | None:
+        """LoRA params for the same quality / this setting's params."""
+        return None if self.lora_params is None else self.lora_params / self.params
+
+
+def lora_params_for(lora: Sequence[tuple[int, float]], value: float, higher_is_better: bool = True) -> float | None:
+    """The fewest parameters at which LoRA's piecewise log-linear curve reaches ``value``.
+
+    ``lora`` holds (params, mean metric) per rank. None if no rank's curve reaches ``value`` or
+    the value is worse than the smallest rank's (no extrapolation).
+
+    >>> round(lora_params_for([(1000, 0.70), (2000, 0.80)], 0.75))
+    1414
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    points = sorted(lora)
+    if not points or sign * value < sign * points[0][1]:
+        return None
+    if sign * value <= sign * points[0][1]:
+        return float(points[0][0])
+    for (p0, v0), (p1, v1) in pairwise(points):
+        if sign * v0 < sign * value <= sign * v1:
+            frac = (value - v0) / (v1 - v0)
+            return float(np.exp(np.log(p0) + frac * (np.log(p1) - np.log(p0))))
+    return None
+
+
+def equal_quality(
+    summaries: Sequence[Summary], metric: str, higher_is_better: bool = True
+) -> list[EqualQuality]:
+    """Every SuperLoRA-family row against LoRA's curve (see :class:`EqualQuality`)."""
+    lora = [(s.adapter_params, s.mean[metric]) for s in summaries if s.family == "LoRA"]
+    return [
+        EqualQuality(s.method, s.adapter_params, s.mean[metric],
+                     lora_params_for(lora, s.mean[metric], higher_is_better))
+        for s in summaries
+        if s.family.startswith("SuperLoRA") and s.adapter_params > 0
+    ]
+
+
+def equal_quality_markdown(rows: Sequence[EqualQuality], metric: str) -> str:
+    """The settings inside LoRA's range, best factor first, as a Markdown table."""
+    inside = sorted((r for r in rows if r.factor is not None), key=lambda r: -(r.factor or 0.0))
+    if not inside:
+        return "(no SuperLoRA setting lies within LoRA's measured range)\n"
+    lines = [f"| SuperLoRA setting | params | {metric} | LoRA params for the same {metric} "
+             "(log-interpolated) | factor |", "|---|---|---|---|---|"]
+    lines += [f"| {r.method} | {r.params:,} | {r.value:.3f} | {r.lora_params:,.0f} | {r.factor:.1f}x |"
+              for r in inside]
+    outside = len(rows) - len(inside)
+    return "\n".join(lines) + f"\n\n{outside} settings lie outside LoRA's range (not compared).\n"
