@@ -14,6 +14,7 @@ efficiency factor) and ``<task>_plot.png`` (metric versus adapter parameters, lo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -60,8 +61,8 @@ def run(
         methods: method names to run instead of the default selection.
         budget: a task-specific budget dataclass overriding the defaults.
         show_progress: draw the progress bar and per-run log lines.
-        threads: ``torch.set_num_threads`` for the run (None: 1 when ``jobs > 1``, else leave
-            as is).
+        threads: torch threads for the run, also the limit of NumPy's BLAS pool during it
+            (None: 1 when ``jobs > 1``, else leave as is).
         jobs: runs side by side in forked worker processes of one torch thread each (None:
             one per available CPU, at most the number of runs). Results do not depend on it:
             ``jobs=2`` gives the numbers of ``jobs=1, threads=1``.
@@ -72,7 +73,7 @@ def run(
     import torch
 
     from . import report
-    from ._pool import available_cpus, can_fork, run_all
+    from ._pool import available_cpus, blas_threads, can_fork, run_all
     from .methods import select
 
     jobs = (available_cpus() if jobs is None else max(1, jobs)) if can_fork() else 1
@@ -85,8 +86,9 @@ def run(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    task = _make_task(name, quick, budget)
-    rows, artifacts = run_all(task, chosen, seeds, show_progress=show_progress, jobs=jobs)
+    with blas_threads(threads) if threads is not None else contextlib.nullcontext():
+        task = _make_task(name, quick, budget)
+        rows, artifacts = run_all(task, chosen, seeds, show_progress=show_progress, jobs=jobs)
     summaries = report.aggregate(rows)
     total_s = time.perf_counter() - start
     extra = task.finish(out, artifacts) if task.finish is not None else ""

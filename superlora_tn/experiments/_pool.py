@@ -55,8 +55,31 @@ def run_one(task: Task, method: Method, seed: int) -> tuple[Row, Any]:
     return row, artifact
 
 
+@contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Limit the BLAS/OpenMP pools NumPy and torch loaded to ``n`` threads inside the block.
+
+    ``torch.set_num_threads`` does not reach NumPy's OpenBLAS, which the library's torch CPU path
+    uses for the Fastfood transform; unlimited, two single-threaded workers each start an
+    OpenBLAS pool and four threads fight over two cores. Without ``threadpoolctl`` (a
+    scikit-learn dependency) nothing is limited.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=n):
+        yield
+
+
 def _init_worker() -> None:
     torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=1)  # for the worker's lifetime
 
 
 def _work(job: tuple[int, Method, int]) -> Result:
