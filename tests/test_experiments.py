@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_quick_digits_pipeline_beats_zero_shot(tmp_path):
     names = [m.name for m in select(quick=True) if m.kind in ("zero-shot", "lora", "spec")]
     budget = DigitsBudget(pretrain_steps=150, steps=80, batch_size=64)
     summaries = run("digits", quick=True, out_dir=tmp_path, methods=names, budget=budget,
-                    show_progress=False)
+                    show_progress=False, jobs=1)
     by_name = {s.method: s for s in summaries}
     zero = by_name["zero-shot"].mean["accuracy"]
     trained = [s for s in summaries if s.method != "zero-shot"]
@@ -45,20 +46,52 @@ def test_quick_digits_pipeline_beats_zero_shot(tmp_path):
     assert "| method |" in (tmp_path / "digits_results.md").read_text()
 
 
+_SERIAL_VS_POOLED = """
+import json, sys
+from superlora_tn.experiments import run
+from superlora_tn.experiments.digits import DigitsBudget
+names = ["zero-shot", "LoRA r=1", "SuperLoRA 3-D G=1 r=2 ff=0.01", "full FT (adapted W)"]
+common = dict(quick=True, methods=names, budget=DigitsBudget(pretrain_steps=40, steps=15, batch_size=32),
+              show_progress=False, threads=1, seeds=[0, 1])
+out = {jobs: [[s.method, s.adapter_params, s.mean, s.std] for s in
+              run("digits", out_dir=f"{sys.argv[1]}/{jobs}", jobs=jobs, **common)] for jobs in (1, 2)}
+print(json.dumps(out))
+"""
+
+
 def test_worker_processes_give_the_numbers_of_a_serial_run(tmp_path):
-    """jobs=2 (forked workers, one thread each) == jobs=1 with one thread, run for run."""
-    names = ["zero-shot", "LoRA r=1", "SuperLoRA 3-D G=1 r=2 ff=0.01", "full FT (adapted W)"]
-    budget = DigitsBudget(pretrain_steps=40, steps=15, batch_size=32)
-    common = dict(quick=True, methods=names, budget=budget, show_progress=False, threads=1,
-                  seeds=[0, 1])
-    serial = run("digits", out_dir=tmp_path / "serial", jobs=1, **common)
-    pooled = run("digits", out_dir=tmp_path / "pooled", jobs=2, **common)
-    assert [s.method for s in pooled] == [s.method for s in serial] == names
-    for a, b in zip(serial, pooled):
-        assert a.mean == b.mean and a.std == b.std and a.adapter_params == b.adapter_params
-    trained = [s for s in serial if s.method != "zero-shot"]
-    assert len({s.mean["accuracy"] for s in trained}) > 1  # the runs differ from each other
-    assert "worker processes: 2" in (tmp_path / "pooled" / "digits_results.md").read_text()
+    """jobs=2 (forked workers, one thread each) == jobs=1 with one thread, run for run.
+
+    In a fresh interpreter: this test session may have loaded JAX, where run() refuses to fork.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, "-c", _SERIAL_VS_POOLED, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300, check=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    serial, pooled = out["1"], out["2"]
+    assert [r[0] for r in serial] == ["zero-shot", "LoRA r=1", "SuperLoRA 3-D G=1 r=2 ff=0.01",
+                                      "full FT (adapted W)"]
+    assert pooled == serial
+    assert len({r[2]["accuracy"] for r in serial[1:]}) > 1  # the runs differ from each other
+    assert "worker processes: 2" in (tmp_path / "2" / "digits_results.md").read_text()
+    assert "worker processes: 1" in (tmp_path / "1" / "digits_results.md").read_text()
+
+
+def test_no_fork_where_jax_is_loaded(monkeypatch, tmp_path):
+    from superlora_tn.experiments import _pool
+
+    monkeypatch.setitem(sys.modules, "jax", object())
+    assert "jax" in (_pool.fork_blocker() or "") and not _pool.can_fork()
+    budget = DigitsBudget(pretrain_steps=5, steps=2, batch_size=16)
+    with pytest.warns(RuntimeWarning, match="serially: jax"):
+        run("digits", quick=True, out_dir=tmp_path, methods=["zero-shot", "LoRA r=1"],
+            budget=budget, show_progress=False, jobs=2)
+    assert "worker processes: 1" in (tmp_path / "digits_results.md").read_text()
 
 
 def test_every_method_builds_with_its_parameter_count():

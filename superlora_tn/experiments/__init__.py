@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def run(
             (None: 1 when ``jobs > 1``, else leave as is).
         jobs: runs side by side in forked worker processes of one torch thread each (None:
             one per available CPU, at most the number of runs). Results do not depend on it:
-            ``jobs=2`` gives the numbers of ``jobs=1, threads=1``.
+            ``jobs=2`` gives the numbers of ``jobs=1, threads=1``. Serial, with a
+            ``RuntimeWarning``, where forking is unsafe (no ``fork``; JAX loaded).
 
     Returns:
         The per-method summaries (:class:`superlora_tn.experiments.report.Summary`).
@@ -73,10 +75,14 @@ def run(
     import torch
 
     from . import report
-    from ._pool import available_cpus, blas_threads, can_fork, run_all
+    from ._pool import available_cpus, blas_threads, fork_blocker, run_all
     from .methods import select
 
-    jobs = (available_cpus() if jobs is None else max(1, jobs)) if can_fork() else 1
+    jobs = available_cpus() if jobs is None else max(1, jobs)
+    blocker = fork_blocker()
+    if jobs > 1 and blocker is not None:
+        warnings.warn(f"running the experiment serially: {blocker}", RuntimeWarning, stacklevel=2)
+        jobs = 1
     if threads is None and jobs > 1:
         threads = 1  # pretraining too, so that the backbone does not depend on jobs
     if threads is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -43,9 +44,28 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+#: modules that start native threads at import; forking a process that loaded one can deadlock
+FORK_UNSAFE_MODULES = ("jax", "tensorflow")
+
+
+def fork_blocker() -> str | None:
+    """Why worker processes must not be forked here, or None if they may.
+
+    Windows has no ``fork``; a process that imported JAX (or TensorFlow) runs native threads,
+    and a forked child can inherit one of their locks held forever. Experiments never import
+    them, but a notebook or test session that did gets a serial run instead of a possible hang.
+    """
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "this platform cannot fork worker processes"
+    loaded = [name for name in FORK_UNSAFE_MODULES if name in sys.modules]
+    if loaded:
+        return f"{', '.join(loaded)} is loaded in this process (forking its threads can deadlock)"
+    return None
+
+
 def can_fork() -> bool:
-    """Whether worker processes can be forked here (Linux, macOS; not Windows)."""
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Whether worker processes can be forked here (see :func:`fork_blocker`)."""
+    return fork_blocker() is None
 
 
 def run_one(task: Task, method: Method, seed: int) -> tuple[Row, Any]:
