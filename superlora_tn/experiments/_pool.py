@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -75,31 +75,25 @@ def run_one(task: Task, method: Method, seed: int) -> tuple[Row, Any]:
     return row, artifact
 
 
-@contextmanager
-def blas_threads(n: int) -> Iterator[None]:
-    """Limit the BLAS/OpenMP pools NumPy and torch loaded to ``n`` threads inside the block.
+def blas_threads(n: int) -> AbstractContextManager[Any]:
+    """Limit the BLAS/OpenMP pools NumPy and torch loaded to ``n`` threads, at once.
 
-    ``torch.set_num_threads`` does not reach NumPy's OpenBLAS, which the library's torch CPU path
-    uses for the Fastfood transform; unlimited, two single-threaded workers each start an
-    OpenBLAS pool and four threads fight over two cores. Without ``threadpoolctl`` (a
-    scikit-learn dependency) nothing is limited.
+    Used as a context manager, the previous limits come back on exit. ``torch.set_num_threads``
+    does not reach NumPy's OpenBLAS, which the library's torch CPU path uses for the Fastfood
+    transform; unlimited, two single-threaded workers each start an OpenBLAS pool and four
+    threads fight over two cores. Without ``threadpoolctl`` (a scikit-learn dependency) nothing
+    is limited.
     """
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=n):
-        yield
+        return nullcontext()
+    return threadpool_limits(limits=n)
 
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=1)  # for the worker's lifetime
+    blas_threads(1)  # for the worker's lifetime
 
 
 def _work(job: tuple[int, Method, int]) -> Result:
