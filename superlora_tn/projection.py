@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import SpecError
 from .hadamard import hadamard_blocks
+from .kernels import two_pass_arrays
 
 __all__ = ["Fastfood", "Gaussian", "Projection", "projection_rng"]
 
@@ -58,6 +59,9 @@ def two_pass_gather(perm: np.ndarray) -> dict[str, np.ndarray]:
     if T < TWO_PASS_MIN:
         return {}
     itype = index_dtype(T)
+    compiled = two_pass_arrays(perm.astype(itype, copy=False), GATHER_BUCKET)
+    if compiled is not None:
+        return {"scatter": compiled[0], "gather": compiled[1]}
     dest = np.empty(T, dtype=itype)
     dest[perm] = np.arange(T, dtype=itype)
     bucket = dest // GATHER_BUCKET
