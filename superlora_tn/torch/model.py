@@ -28,6 +28,7 @@ from ..slices import shares_groups, target_delta, target_params
 from ..spec import SuperLoRA
 from .layers import AdaptedForward
 from .memory import choose_memory_mode
+from .sharding import is_sharded
 from .targets import LayerInfo, Selector, find_targets, layer_kind, matches, target_shape
 
 __all__ = ["AdaptedModel", "inject"]
@@ -229,6 +230,9 @@ class AdaptedModel(nn.Module):
 
     @torch.no_grad()
     def _add(self, sign: float, safe: bool) -> None:
+        if any(is_sharded(p) for p in self.adapter.values()):
+            raise SpecError("merge", "a sharded (FSDP2) adapter",
+                            "an unsharded model: save() on every rank, then load() into a plain model and merge there")
         deltas = self.deltas()
         modules = self._weights()
         new = {}
