@@ -249,3 +249,21 @@ def test_deepcopy_is_independent_and_pickling_round_trips():
     c = torch.load(buf, weights_only=False)
     torch.testing.assert_close(c(x).detach(), y)
     torch.testing.assert_close(pickle.loads(pickle.dumps(b))(x).detach(), y)
+
+
+@pytest.mark.parametrize("memory", ["fast", "low"])
+def test_stack_fold_groups_are_applied_factored_and_never_contracted(memory):
+    """LoTR-like groups (one stack per layer kind) keep each target's rows and columns on their own
+    modes: x joins the network and no dW is built, like LoRA."""
+    groups = [[f"blocks.{i}.{kind}" for i in range(3)] for kind in ("q", "up", "down")]
+    spec = dict(groups=groups, fold="stack", rank=(2, 3, 3), alpha=5.0)
+    net = model()
+    a = inject(net, targets=TARGETS, spec=spec, zero_init=False, adapter_dtype=torch.float64, factored=True, memory=memory)
+    x = x_tokens()
+    y = a(x)
+    y.square().sum().backward()
+    assert a.stats["factored"] == 9 and a.stats["contract"] == 0 and a.stats["target"] == 0
+    ref_y, ref_grads = reference(net, a, x)
+    torch.testing.assert_close(y.detach(), ref_y, rtol=1e-10, atol=1e-12)
+    for k, p in a.adapter.items():
+        torch.testing.assert_close(p.grad, ref_grads[k], rtol=1e-9, atol=1e-12)

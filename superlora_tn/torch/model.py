@@ -24,6 +24,7 @@ from torch import nn
 
 from ..backends import get_backend
 from ..errors import SpecError
+from ..factored import factored_supported
 from ..slices import shares_groups, target_delta, target_params
 from ..spec import SuperLoRA
 from .layers import AdaptedForward
@@ -109,7 +110,10 @@ class AdaptedModel(nn.Module):
         self._depth = 0
         self._cache: dict[str, torch.Tensor] | None = None  # this forward's shared dW
         self._last: dict[str, torch.Tensor] = {}  # the last forward's, until backward (checkpoint recompute)
-        self._shared = {name for name in self.layers if shares_groups(spec, name)}
+        # targets that take their dW from the per-forward contraction: those sharing a group,
+        # except those applied factored or sliced from their own rows (stack folds, LoTR-like)
+        self._shared = {name for name in self.layers
+                        if shares_groups(spec, name) and not (factored is not False and factored_supported(spec, name))}
         self.memory = choose_memory_mode(memory, spec, self._shared, values)
         self._params_of = {name: target_params(spec, name) for name in self.layers}
         model._superlora_tn_adapted = True
