@@ -12,7 +12,6 @@ a missing optional part (reductions, benchmarks, experiments) exits 3.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -179,7 +178,7 @@ def _spec_file(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
 
 def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") -> Any:
     """The SuperLoRA described by the target and spec flags (flags win over --spec)."""
-    from .spec import SuperLoRA
+    from .spec import SPEC_ARGUMENTS, SuperLoRA
 
     kwargs: dict[str, Any] = {}
     file_targets = None
@@ -204,7 +203,7 @@ def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") 
         kwargs["projection"] = _parse_projection(args.projection)
     if args.identity_modes is not None:
         kwargs["identity_modes"] = _parse_ints("--identity-modes", args.identity_modes)
-    unknown = sorted(k for k in kwargs if k not in inspect.signature(SuperLoRA).parameters or k == "targets")
+    unknown = sorted(k for k in kwargs if k not in SPEC_ARGUMENTS)
     if unknown:
         raise SpecError("--spec", unknown, "SuperLoRA arguments only")
     return SuperLoRA(targets, **kwargs)
