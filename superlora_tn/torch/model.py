@@ -25,8 +25,9 @@ from torch import nn
 from ..backends import get_backend
 from ..errors import SpecError
 from ..spec import SuperLoRA
+from . import state as _state
 from .layers import LayerHook
-from .targets import LayerInfo, Selector, find_targets, layer_kind, matches, target_shape
+from .targets import LayerInfo, Selector, check_injectable, find_targets, layer_kind, matches, target_shape
 
 __all__ = ["AdaptedModel", "inject"]
 
@@ -121,6 +122,10 @@ class AdaptedModel(nn.Module):
         if clash:
             raise SpecError("modules_to_save", clash[:4], "modules that are not adapted themselves (a target is inside)")
         return heads
+
+    # the merge state travels with state_dict(): a merged state dict is refused by an unmerged model
+    get_extra_state = _state.get_extra_state
+    set_extra_state = _state.set_extra_state
 
     # ----------------------------------------------------------------- forward
     def _enter(self, module: nn.Module, args: Any) -> None:
@@ -281,5 +286,6 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
             layers.append(LayerInfo(name, kind, target_shape(module, kind)))
     else:
         layers = find_targets(model, targets, exclude)
+    check_injectable(model, [info.name for info in layers])  # no stacked adapters, no unhooked layers
     return AdaptedModel(model, _build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
                         factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import SpecError
 
-__all__ = ["LayerInfo", "find_targets", "layer_kind", "matches"]
+__all__ = ["LayerInfo", "check_injectable", "find_targets", "layer_kind", "matches"]
 
 Selector = str | Sequence[str] | None
 
@@ -102,3 +103,45 @@ def find_targets(model: nn.Module, targets: Selector, exclude: Selector = None) 
         if missing:
             raise SpecError("targets", missing, "module names or suffixes that exist in the model (these matched nothing)")
     return found
+
+
+def _ours(hook: Any) -> bool:
+    """True for a hook superlora_tn.torch registered (one of its objects, functions or bound methods)."""
+    owner = getattr(hook, "__self__", hook)
+    module = getattr(owner, "__module__", None) or type(owner).__module__
+    return str(module).startswith(_TORCH_PACKAGE)
+
+
+_TORCH_PACKAGE = "superlora_tn.torch."
+
+
+def _adapted(module: nn.Module) -> bool:
+    """True for an AdaptedModel, a model with one attached, or a layer carrying an adapter's hook."""
+    if getattr(module, "_superlora_tn_adapted", False) or type(module).__module__.startswith(_TORCH_PACKAGE):
+        return True
+    hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+    return any(_ours(h) for h in hooks)
+
+
+def check_injectable(model: nn.Module, names: Sequence[str]) -> None:
+    """Refuse, before anything is changed, what would silently do the wrong thing:
+
+    - ``model`` is, contains, or is part of a model that already has an adapter attached (a second
+      ``inject`` would stack a second adapter on the first: the re-run notebook cell);
+    - a target is ``out_proj`` (or any layer) inside ``nn.MultiheadAttention``, which uses the
+      weight directly and never calls the layer's forward, so the adapter would have no effect
+      in training while ``merge()`` would still change the output.
+    """
+    modules = dict(model.named_modules())
+    stacked = [name or "<model>" for name, m in modules.items() if _adapted(m)]
+    if stacked:
+        raise SpecError("model", stacked[:4], "a model without an attached adapter (unload() or merge_and_unload() the "
+                        "first one; a second inject would stack a second adapter silently)")
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            parent = ".".join(parts[:i])
+            if isinstance(modules.get(parent), nn.MultiheadAttention):
+                raise SpecError("targets", name, f"layers whose forward the model calls; {parent} is nn.MultiheadAttention, "
+                                "which reads its projections' weights directly (adapt the attention's in/out "
+                                "projections in a model that calls them as nn.Linear)")
