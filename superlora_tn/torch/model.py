@@ -126,6 +126,7 @@ class AdaptedModel(nn.Module):
     # the merge state travels with state_dict(): a merged state dict is refused by an unmerged model
     get_extra_state = _state.get_extra_state
     set_extra_state = _state.set_extra_state
+    _apply = _state.apply_and_sync_dtype  # adapted.to(torch.float64): the layers compute in float64 too
 
     # ----------------------------------------------------------------- forward
     def _enter(self, module: nn.Module, args: Any) -> None:
