@@ -16,7 +16,7 @@ import numpy as np
 
 from .backends import get_backend
 from .errors import SpecError
-from .validate import as_nonnegative_int
+from .validate import as_nonnegative_int, plain
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
@@ -26,13 +26,17 @@ __all__ = ["FLOAT_DTYPES", "check_device", "check_float_dtype", "draw_numpy", "i
 
 def zero_blocks(spec: SuperLoRA, zero_init: Any) -> set[str]:
     """The parameter names to zero; refuses two in one group (a dead adapter)."""
+    zero_init = plain(zero_init)
     if zero_init is True:
         return {g.zero_block for g in spec.groups}
     if zero_init is False or zero_init is None:
         return set()
     if isinstance(zero_init, str) or not isinstance(zero_init, Iterable):
         raise SpecError("zero_init", zero_init, "True, False, or an iterable of parameter names")
-    names = list(zero_init)
+    try:
+        names = list(zero_init)
+    except TypeError:
+        raise SpecError("zero_init", zero_init, "True, False, or an iterable of parameter names") from None
     known = spec.param_shapes
     for name in names:
         if not isinstance(name, str) or name not in known:

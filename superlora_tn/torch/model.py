@@ -287,6 +287,6 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
             layers.append(LayerInfo(name, kind, target_shape(module, kind)))
     else:
         layers = find_targets(model, targets, exclude)
-    check_injectable(model, [info.name for info in layers])  # no stacked adapters, no unhooked layers
+    check_injectable(model, [info.name for info in layers], modules_to_save=modules_to_save, factored=factored)
     return AdaptedModel(model, _build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
                         factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype)

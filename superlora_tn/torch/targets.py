@@ -12,7 +12,7 @@ module of an unsupported kind (LayerNorm, Embedding, ...) matched is refused wit
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +70,7 @@ def _check_selector(field: str, selector: Selector) -> None:
             except re.error as exc:
                 raise SpecError(field, selector, f"a valid regular expression ({exc})") from None
         return
-    if not isinstance(selector, Iterable) or not all(isinstance(s, str) and s for s in selector):
+    if not isinstance(selector, list | tuple | set | frozenset) or not all(isinstance(s, str) and s for s in selector):
         raise SpecError(field, selector, "a regex string, or a list of module names / name suffixes")
 
 
@@ -123,8 +123,9 @@ def _adapted(module: nn.Module) -> bool:
     return any(_ours(h) for h in hooks)
 
 
-def check_injectable(model: nn.Module, names: Sequence[str]) -> None:
-    """Refuse, before anything is changed, what would silently do the wrong thing:
+def check_injectable(model: nn.Module, names: Sequence[str], *, modules_to_save: Any = None, factored: Any = "auto") -> None:
+    """Refuse, before anything is changed, what would silently do the wrong thing (and
+    ``modules_to_save`` / ``factored`` values that are not names / one of True, False, "auto"):
 
     - ``model`` is, contains, or is part of a model that already has an adapter attached (a second
       ``inject`` would stack a second adapter on the first: the re-run notebook cell);
@@ -132,6 +133,11 @@ def check_injectable(model: nn.Module, names: Sequence[str]) -> None:
       weight directly and never calls the layer's forward, so the adapter would have no effect
       in training while ``merge()`` would still change the output.
     """
+    if modules_to_save is not None and not isinstance(modules_to_save, str) and (
+            not isinstance(modules_to_save, list | tuple) or not all(isinstance(m, str) and m for m in modules_to_save)):
+        raise SpecError("modules_to_save", modules_to_save, "None, a module name or a list of module names/suffixes")
+    if not any(factored is v for v in (True, False)) and not (isinstance(factored, str) and factored == "auto"):
+        raise SpecError("factored", factored, 'True, False or "auto"')
     modules = dict(model.named_modules())
     stacked = [name or "<model>" for name, m in modules.items() if _adapted(m)]
     if stacked:
