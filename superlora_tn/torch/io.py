@@ -128,16 +128,16 @@ def read(path: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     for key, kind in (("spec", dict), ("layers", dict), ("files", dict)):
         if not isinstance(config.get(key), kind):
             raise SpecError(f"{CONFIG_NAME}[{key!r}]", config.get(key), f"a {kind.__name__} as AdaptedModel.save writes it")
-    digest = config.get("config_sha256")
-    if digest is not None and digest != _config_digest(config):
-        raise SpecError(CONFIG_NAME, str(cfg_path), "the config as AdaptedModel.save wrote it (its config_sha256 does "
-                                                    "not match: a field such as the spec was edited)")
     mts = config.get("modules_to_save")
     if mts is not None and not (isinstance(mts, list) and all(isinstance(m, str) for m in mts)):
         raise SpecError(f"{CONFIG_NAME}['modules_to_save']", mts, "a list of module names")
     expected = config["files"].get(WEIGHTS_NAME)
     if not isinstance(expected, dict):
         raise SpecError(f"{CONFIG_NAME}['files']", config["files"], f"a record of {WEIGHTS_NAME} (bytes, sha256)")
+    digest = config.get("config_sha256")
+    if digest is not None and digest != _config_digest(config):
+        raise SpecError(CONFIG_NAME, str(cfg_path), "the config as AdaptedModel.save wrote it (its config_sha256 does "
+                                                    "not match: a field such as the spec was edited)")
     size = weights.stat().st_size
     if expected.get("bytes") != size:
         raise SpecError(WEIGHTS_NAME, f"{size} bytes", f"{expected.get('bytes')} bytes as recorded (the file is truncated or corrupted)")
