@@ -320,8 +320,7 @@ SPEC_ARGUMENTS: tuple[str, ...] = tuple(
 
 def _implemented(projection: Projection) -> bool:
     """A concrete projection (not the abstract ``Projection`` base, which cannot be applied)."""
-    cls = type(projection)
-    return cls.constants is not Projection.constants and cls.apply is not Projection.apply
+    return type(projection).constants is not Projection.constants
 
 
 def _check_rank(rank: Any) -> None:

@@ -68,5 +68,22 @@ class JaxBackend(Backend):
     def zeros(self, shape: tuple[int, ...], *, like: Any) -> Any:
         return self.jnp.zeros(shape, dtype=like.dtype)
 
+    def linear_map(self, forward: Any, transpose: Any, x: Any) -> Any:
+        """A custom VJP: the gradient is ``transpose`` (a gather stays a gather, never a scatter-add)."""
+        jax = self.jax
+
+        @jax.custom_vjp
+        def f(v: Any) -> Any:
+            return forward(v)
+
+        def fwd(v: Any) -> Any:
+            return forward(v), None
+
+        def bwd(_: Any, g: Any) -> Any:
+            return (transpose(g),)
+
+        f.defvjp(fwd, bwd)
+        return f(x)
+
     def scatter(self, x: Any, index: Any) -> Any:
         return self.jnp.zeros_like(x).at[index].set(x)

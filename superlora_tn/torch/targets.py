@@ -120,7 +120,8 @@ def _adapted(module: nn.Module) -> bool:
     if getattr(module, "_superlora_tn_adapted", False) or type(module).__module__.startswith(_TORCH_PACKAGE):
         return True
     hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
-    return any(_ours(h) for h in hooks)
+    patched = module.__dict__.get("forward")  # a layer whose forward an adapter replaced on the instance
+    return any(_ours(h) for h in hooks) or (patched is not None and _ours(patched))
 
 
 def check_injectable(model: nn.Module, names: Sequence[str], *, modules_to_save: Any = None, factored: Any = "auto") -> None:
