@@ -90,3 +90,22 @@ def test_limits_leave_real_models_alone():
     start = time.perf_counter()
     s = slt.SuperLoRA(targets, groups=8, fold="balanced", order=4, splits=2, rank=4, projection=slt.Fastfood(0.1))
     assert s.num_params > 0 and time.perf_counter() - start < 5
+
+
+def test_a_spec_at_the_index_limit_runs_on_every_backend():
+    # 5 x 5 Tucker factors: 25 output + 25 rank indices = 50, two identical groups batched (+1)
+    s = slt.SuperLoRA({"a": (32, 32), "b": (32, 32)}, order=5, splits=5, structure="tucker", rank=1)
+    assert len(set(s.groups[0].equation) - set(",->")) == 50
+    params = s.init(zero_init=False)
+    want = s.contract(params)
+    torch = pytest.importorskip("torch")
+    got = s.contract(params, backend="torch")
+    for name in want:
+        np.testing.assert_allclose(got[name].numpy(), want[name], rtol=1e-12, atol=1e-14)
+    from superlora_tn.torch import inject
+
+    model = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.Linear(32, 32))
+    adapted = inject(model, ["0", "1"], spec=dict(order=5, splits=5, structure="tucker", rank=1), zero_init=False, factored=True)
+    adapted(torch.randn(3, 32)).sum().backward()
+    with pytest.raises(SpecError, match="at most 50 einsum indices"):
+        slt.SuperLoRA({"a": (32, 32)}, order=5, splits=6, structure="tucker", rank=1)
