@@ -223,3 +223,10 @@ def test_state_dict_stays_saveable_with_safetensors(tmp_path):
     save_file(sd, str(tmp_path / "sd.safetensors"))
     b = adapted(seed=2)
     b.load_state_dict(load_file(str(tmp_path / "sd.safetensors")))
+
+
+def test_unknown_spec_keys_list_only_real_arguments():
+    with pytest.raises(SpecError) as info:
+        inject(net(0), ["a"], spec=dict(unknown=1, rnak=2))
+    assert info.value.field == "spec" and info.value.value == ["rnak", "unknown"]
+    assert "unknown" not in info.value.expected and "rank" in info.value.expected

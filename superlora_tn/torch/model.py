@@ -14,7 +14,6 @@ torch.Size([3, 4])
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -25,7 +24,7 @@ from torch import nn
 from ..backends import get_backend
 from ..errors import SpecError
 from ..slices import shares_groups, target_delta, target_params
-from ..spec import SuperLoRA
+from ..spec import SPEC_ARGUMENTS, SuperLoRA
 from . import state as _state
 from .layers import AdaptedForward
 from .memory import choose_memory_mode
@@ -54,7 +53,7 @@ def _build_spec(layers: list[LayerInfo], spec: Mapping[str, Any] | SuperLoRA | N
 
 def check_spec_keys(spec: Mapping[str, Any]) -> None:
     """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError)."""
-    allowed = [p for p in inspect.signature(SuperLoRA).parameters if p != "targets"]
+    allowed = list(SPEC_ARGUMENTS)  # the keyword arguments (not the constructor's **unknown catch-all)
     unknown = sorted(str(k) for k in spec if k not in allowed)
     if unknown:
         raise SpecError("spec", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")
