@@ -18,6 +18,10 @@ def files(tmp: Path) -> dict[str, Path]:
     out["latin1"] = tmp / "latin1.json"
     (tmp / "good.json").write_text('{"w": [128, 128]}')
     out["good"] = tmp / "good.json"
+    (tmp / "hang.json").write_text('{"targets": {"w": [1000000000000000000, 1]}, "order": 4}')
+    out["hang"] = tmp / "hang.json"
+    (tmp / "deep.json").write_text('{"fold": "balanced", "groups": 1, "order": 1000000000}')
+    out["deep"] = tmp / "deep.json"
     (tmp / "config5.json").write_text('{"config": 5}')
     out["config5"] = tmp / "config5.json"
     (tmp / "list.json").write_text("[1, 2]")
@@ -33,6 +37,8 @@ BAD = [
     ["plan", "--targets-file", "{latin1}"],
     ["plan", "--spec", "{latin1}"],
     ["plan", "--spec", "{config5}"],
+    ["plan", "--spec", "{hang}"],  # once a hang: factorising 10**18
+    ["plan", "--spec", "{deep}"],  # once a hang: order 10**9
     ["plan", "--spec", "{list}"],
     ["plan", "--checkpoint", "{ck0}"],
     ["plan", "--checkpoint", "{ck1}"],
