@@ -31,6 +31,7 @@ from .factored import factored_targets
 from .presets import group_by_kind
 from .projection import Fastfood
 from .spec import SuperLoRA
+from .validate import is_positive_int
 
 __all__ = ["Candidate", "best_per_variant", "fit_budget", "settings_grid", "variant_of"]
 
@@ -94,6 +95,13 @@ def settings_grid(
     n = len(targets)
     if group_counts is None:
         group_counts = sorted({1, *(2**i for i in range(1, 7) if 2**i < n)})
+    for name, values in (("orders", orders), ("splits", splits), ("group_counts", group_counts)):
+        for v in values:
+            if not is_positive_int(v):
+                raise SpecError(name, v, "positive integers")
+    for rho in ratios:
+        if rho is not None and (isinstance(rho, bool) or not isinstance(rho, int | float) or not 0 < rho <= 1):
+            raise SpecError("ratios", rho, "None or numbers in (0, 1]")
     for M in orders:
         for K in splits:
             structures: list[Any] = ["lora" if M == 2 else "tucker"]
@@ -162,6 +170,8 @@ def fit_budget(targets: Mapping[str, Sequence[int]], budget: int | float, *, top
     """Settings with ``num_params <= budget``, ranked (see the module docstring); ``grid`` goes to ``settings_grid``."""
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget < 1:
         raise SpecError("budget", budget, "a positive number of parameters")
+    if top is not None and not is_positive_int(top):
+        raise SpecError("top", top, "None or a positive number of settings to list")
     budget = int(budget)
     found: list[Candidate] = []
     for kwargs in settings_grid(targets, **grid):

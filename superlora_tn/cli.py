@@ -12,8 +12,8 @@ a missing optional part (reductions, benchmarks, experiments) exits 3.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -164,7 +164,10 @@ def _spec_file(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     if data.get("format") == "superlora_tn.spec":
         spec = spec_from_dict(data)
         return dict(spec.config), {t.name: t.shape for t in spec.targets}
-    kwargs = dict(data.get("config", data))
+    config = data.get("config", data)
+    if not isinstance(config, dict):
+        raise SpecError("--spec", path, 'a mapping of SuperLoRA arguments (its "config" is not one)')
+    kwargs = dict(config)
     targets = kwargs.pop("targets", None)
     if isinstance(kwargs.get("projection"), dict):
         kwargs["projection"] = projection_from_dict(kwargs["projection"])
@@ -179,7 +182,7 @@ def _spec_file(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
 
 def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") -> Any:
     """The SuperLoRA described by the target and spec flags (flags win over --spec)."""
-    from .spec import SuperLoRA
+    from .spec import SPEC_ARGUMENTS, SuperLoRA
 
     kwargs: dict[str, Any] = {}
     file_targets = None
@@ -204,7 +207,7 @@ def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") 
         kwargs["projection"] = _parse_projection(args.projection)
     if args.identity_modes is not None:
         kwargs["identity_modes"] = _parse_ints("--identity-modes", args.identity_modes)
-    unknown = sorted(k for k in kwargs if k not in inspect.signature(SuperLoRA).parameters or k == "targets")
+    unknown = sorted(k for k in kwargs if k not in SPEC_ARGUMENTS)
     if unknown:
         raise SpecError("--spec", unknown, "SuperLoRA arguments only")
     return SuperLoRA(targets, **kwargs)
@@ -284,6 +287,8 @@ def _float_list(text: str, name: str, kind: type = float) -> list[Any]:
 def cmd_budget(args: argparse.Namespace) -> int:
     from .budget import best_per_variant, fit_budget
 
+    if args.top < 1:
+        raise SpecError("--top", args.top, "a positive number of settings to list")
     targets = load_targets(args, "vit-b16")
     grid: dict[str, Any] = {
         "orders": _float_list(args.orders, "--orders", int),
@@ -293,6 +298,8 @@ def cmd_budget(args: argparse.Namespace) -> int:
     if args.group_counts is not None:
         grid["group_counts"] = _float_list(args.group_counts, "--group-counts", int) if args.group_counts else []
     every = fit_budget(targets, args.budget, top=None, **grid)
+    if not every:
+        raise SpecError("--budget", args.budget, "a budget at least one setting fits (raise it, or allow projections with --ratios)")
     found, variants = every[: args.top], best_per_variant(every)
     if args.json:
         print(json.dumps({"budget": int(args.budget), "targets": len(targets), "candidates": [c.as_dict() for c in found],
@@ -314,8 +321,10 @@ def cmd_budget(args: argparse.Namespace) -> int:
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    spec = load_spec(args)
     path = Path(args.output or f"superlora_group{args.group}.png")
+    if not path.parent.is_dir():  # the command line writes where it is told, it creates no directories
+        raise SpecError("--output", str(path), "a file in an existing directory")
+    spec = load_spec(args)
     spec.draw(args.group, path)
     print(f"wrote {path} ({path.stat().st_size} bytes): group {args.group} of {len(spec.groups)}, {spec.groups[args.group].equation}")
     return 0
@@ -390,6 +399,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         from .experiments import cli_experiment
     except ImportError as exc:
         raise MissingPart(f"experiment needs superlora_tn.experiments and its extra ({exc})") from None
+    if args.jobs is not None and args.jobs < 1:
+        raise SpecError("--jobs", args.jobs, "a positive number of worker processes (or leave it out: one per CPU)")
     return cli_experiment(args.name, quick=args.quick, out_dir=args.out_dir, jobs=args.jobs)
 
 
@@ -462,3 +473,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_MISSING_PART
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a path that cannot be read or written: bad input, one line
+        print(f"superlora-tn {args.command}: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug: one line, not a traceback (SUPERLORA_TN_DEBUG=1 shows it)
+        if os.environ.get("SUPERLORA_TN_DEBUG"):
+            raise
+        print(f"superlora-tn {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(please report it; SUPERLORA_TN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1

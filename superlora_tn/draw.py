@@ -165,6 +165,9 @@ def draw(spec: SuperLoRA, group: int = 0, path: str | Path | None = None) -> Any
         path = Path(path)
         if path.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise SpecError("path", str(path), "a file name ending in .png, .svg or .pdf")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=110)
+        except OSError as exc:
+            raise SpecError("path", str(path), f"a writable file ({exc.strerror or exc})") from None
     return fig

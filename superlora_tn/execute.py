@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .backends import backend_for, get_backend
+from .buffers import check_disjoint
 from .errors import SpecError
 from .init import FLOAT_DTYPES
 from .lowering import SMALL_OUTPUT, Program, program, run_program  # noqa: F401  (re-exported)
@@ -198,6 +199,7 @@ def _out_views(spec: SuperLoRA, be: Any, out: Any, like: Any) -> tuple[dict[str,
         if out.keys() != spec.plan().pieces.keys():
             raise SpecError("out", sorted(out)[:5], f"one buffer per target: {[t.name for t in spec.targets][:5]}...")
         views = dict(out)
+        check_disjoint(views)  # aliased buffers would leave one target's dW in both
     else:
         if not be.is_array(out) or tuple(out.shape) != (spec.num_entries,):
             got = getattr(out, "shape", type(out).__name__)

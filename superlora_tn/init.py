@@ -16,23 +16,27 @@ import numpy as np
 
 from .backends import get_backend
 from .errors import SpecError
-from .validate import as_nonnegative_int
+from .validate import as_nonnegative_int, plain
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
 
-__all__ = ["FLOAT_DTYPES", "check_float_dtype", "draw_numpy", "init_params", "zero_blocks"]
+__all__ = ["FLOAT_DTYPES", "check_device", "check_float_dtype", "draw_numpy", "init_params", "zero_blocks"]
 
 
 def zero_blocks(spec: SuperLoRA, zero_init: Any) -> set[str]:
     """The parameter names to zero; refuses two in one group (a dead adapter)."""
+    zero_init = plain(zero_init)
     if zero_init is True:
         return {g.zero_block for g in spec.groups}
     if zero_init is False or zero_init is None:
         return set()
     if isinstance(zero_init, str) or not isinstance(zero_init, Iterable):
         raise SpecError("zero_init", zero_init, "True, False, or an iterable of parameter names")
-    names = list(zero_init)
+    try:
+        names = list(zero_init)
+    except TypeError:
+        raise SpecError("zero_init", zero_init, "True, False, or an iterable of parameter names") from None
     known = spec.param_shapes
     for name in names:
         if not isinstance(name, str) or name not in known:
@@ -63,6 +67,21 @@ def check_float_dtype(backend: Any, dtype: Any) -> Any:
     return resolved
 
 
+def check_device(backend: Any, device: Any, dtype: Any) -> None:
+    """SpecError unless ``device`` is None or a device ``backend`` can put an array on (tried on one entry)."""
+    if device is None:
+        return
+    try:
+        probe = backend.asarray(np.zeros(1), dtype=dtype, device=device)
+    except SpecError:
+        raise
+    except Exception as exc:  # each framework has its own error for an unknown or absent device
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
+        raise SpecError("device", device, f"a device {backend.name} has here ({reason})") from None
+    if backend.name == "torch" and getattr(getattr(probe, "device", None), "type", None) == "meta":
+        raise SpecError("device", device, "a device that holds values (meta tensors have none)")
+
+
 def draw_numpy(spec: SuperLoRA, seed: int | None = None) -> dict[str, np.ndarray]:
     """All parameters as float64 NumPy arrays, none zeroed."""
     seed = spec.config["seed"] if seed is None else as_nonnegative_int("seed", seed)
@@ -85,6 +104,7 @@ def init_params(spec: SuperLoRA, backend: Any = "numpy", *, seed: int | None = N
     """Initial parameters on ``backend`` in ``dtype`` (default: the backend's default float)."""
     be = get_backend(backend)
     dtype = check_float_dtype(be, be.default_dtype() if dtype is None else dtype)
+    check_device(be, device, dtype)
     zeros = zero_blocks(spec, zero_init)
     values = draw_numpy(spec, seed)
     for name in zeros:

@@ -89,7 +89,7 @@ def _extra(spec: SuperLoRA, name: str) -> float:
 
 
 def _require(spec: SuperLoRA, name: str) -> None:
-    if name not in NAMES:
+    if not isinstance(name, str) or name not in NAMES:
         raise SpecError("variant", name, f"one of {NAMES}")
     names = reduces_to(spec)
     if name not in names:

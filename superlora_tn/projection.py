@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SpecError
 from .hadamard import hadamard_blocks
 from .kernels import two_pass_arrays
+from .validate import check_projection_args
 
 __all__ = ["Fastfood", "Gaussian", "Projection", "projection_rng"]
 
@@ -81,11 +81,9 @@ class Projection:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        rho = self.ratio
-        if isinstance(rho, bool) or not isinstance(rho, int | float) or not (0 < rho <= 1) or math.isnan(rho):
-            raise SpecError("projection.ratio", rho, "a number in (0, 1]")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise SpecError("projection.seed", self.seed, "None or a non-negative integer")
+        ratio, seed = check_projection_args(self.ratio, self.seed)  # NumPy numbers become Python ones
+        object.__setattr__(self, "ratio", ratio)
+        object.__setattr__(self, "seed", seed)
 
     def generated_size(self, n: int) -> int:
         """n' = ceil(rho * n): how many entries the network generates for a group of n."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from .backends import backend_for, get_backend
 from .conversions import Conversion, lokr_to_lora, lotr_to_lora, svd_to_lora, to_lora_spec
+from .errors import SpecError
 from .identify import identify, reduces_to
 from .native import (
     _require,
@@ -110,6 +111,10 @@ def check_reduction(spec: SuperLoRA, name: str | None = None, *, backend: Any = 
 
     Without ``params``, seeded random non-zero parameters in ``dtype`` on ``backend`` are used.
     """
+    from .spec import SuperLoRA
+
+    if not isinstance(spec, SuperLoRA):
+        raise SpecError("spec", type(spec).__name__, "a SuperLoRA spec")
     name = identify(spec) if name is None else name
     _require(spec, name)
     be = get_backend(backend)

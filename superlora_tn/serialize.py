@@ -62,9 +62,7 @@ def spec_to_dict(spec: SuperLoRA) -> dict[str, Any]:
 
 def spec_from_dict(data: Mapping[str, Any]) -> SuperLoRA:
     """The spec ``spec_to_dict`` described; SpecError naming the key for anything malformed."""
-    import inspect
-
-    from .spec import SuperLoRA
+    from .spec import SPEC_ARGUMENTS, SuperLoRA
 
     if not isinstance(data, Mapping):
         raise SpecError("spec", type(data).__name__, "a dict written by SuperLoRA.to_dict()")
@@ -77,7 +75,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> SuperLoRA:
         raise SpecError("spec['targets']", targets, "a list of [name, shape] pairs")
     if not isinstance(config, Mapping):
         raise SpecError("spec['config']", config, "a mapping of SuperLoRA arguments")
-    allowed = [p for p in inspect.signature(SuperLoRA).parameters if p != "targets"]
+    allowed = list(SPEC_ARGUMENTS)
     unknown = sorted(str(k) for k in config if k not in allowed)
     if unknown:
         raise SpecError("spec['config']", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")

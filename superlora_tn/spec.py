@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -19,13 +20,14 @@ from .errors import SpecError
 from .factorize import mode_split
 from .folds import fold_shape
 from .layout import GroupingArg, group_segments
+from .limits import check_entries, check_fold_size, check_indices, check_modes
 from .network import GroupNetwork
 from .projection import Projection
 from .structures import STRUCTURES, FactorSpec
 from .targets import Target, normalize_targets
-from .validate import as_nonnegative_int, as_positive_int, is_positive_int
+from .validate import as_finite_float, as_nonnegative_int, as_positive_int, is_integer, is_positive_int, plain
 
-__all__ = ["SuperLoRA"]
+__all__ = ["SPEC_ARGUMENTS", "SuperLoRA"]
 
 RankArg = int | tuple[int, ...] | list[int | tuple[int, ...]]
 
@@ -72,42 +74,52 @@ class SuperLoRA:
         exact_splits: bool = False,
         split_factor: int = -1,
         scale: Mapping[str, float] | None = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise SpecError("SuperLoRA", sorted(unknown), f"SuperLoRA arguments only: {', '.join(SPEC_ARGUMENTS)}")
         self.targets: tuple[Target, ...] = normalize_targets(targets)
+        check_entries(sum(t.size for t in self.targets))
         self._by_name = {t.name: t for t in self.targets}
+        identity_modes, scale, fold = plain(identity_modes), plain(scale), plain(fold)
         if isinstance(identity_modes, str) or not isinstance(identity_modes, Sequence):
             raise SpecError("identity_modes", identity_modes, "a tuple of mode indices, e.g. (0,)")
         if scale is not None and not isinstance(scale, Mapping):
             raise SpecError("scale", scale, "None or a mapping target name -> number")
         self.config: dict[str, Any] = dict(
-            groups=_freeze(groups), fold=tuple(fold) if isinstance(fold, list) else fold, order=order, splits=splits,
-            rank=_freeze(rank), structure=_freeze(structure), projection=projection, shuffle=shuffle, alpha=alpha, seed=seed,
-            identity_modes=tuple(identity_modes), exact_splits=exact_splits, split_factor=split_factor,
-            scale=dict(scale) if scale else None,
+            groups=_freeze(plain(groups)), fold=tuple(fold) if isinstance(fold, list) else fold, order=plain(order),
+            splits=plain(splits), rank=_freeze(plain(rank)), structure=_freeze(plain(structure)), projection=projection,
+            shuffle=plain(shuffle), alpha=plain(alpha), seed=plain(seed), identity_modes=tuple(identity_modes),
+            exact_splits=plain(exact_splits), split_factor=plain(split_factor), scale=dict(scale) if scale else None,
         )
         self._check_scalars()
         self.groups: tuple[GroupNetwork, ...] = self._build_groups()
         ranks = [r for g in self.groups for f in g.factors if f.structure != "dense"
                  for m, r in enumerate(f.ranks) if m not in f.identity_modes]
         self.rank_ref = max(ranks, default=1)
-        self.scale_factor = 1.0 if alpha is None else float(alpha) / self.rank_ref
+        self.scale_factor = 1.0 if self.config["alpha"] is None else float(self.config["alpha"]) / self.rank_ref
 
     # ----------------------------------------------------------------- construction
     def _check_scalars(self) -> None:
         c = self.config
         if c["order"] is not None:
-            as_positive_int("order", c["order"])
-        as_positive_int("splits", c["splits"])
-        if c["projection"] is not None and not isinstance(c["projection"], Projection):
-            raise SpecError("projection", c["projection"], "None, Fastfood(ratio) or Gaussian(ratio)")
+            c["order"] = as_positive_int("order", c["order"])
+        c["splits"] = as_positive_int("splits", c["splits"])
+        _check_rank(c["rank"])
+        for m in c["identity_modes"]:
+            if not is_integer(m):
+                raise SpecError("identity_modes", c["identity_modes"], "a tuple of integer mode indices, e.g. (0,)")
+        projection = c["projection"]
+        if projection is not None and (not isinstance(projection, Projection) or not _implemented(projection)):
+            raise SpecError("projection", projection, "None, Fastfood(ratio) or Gaussian(ratio)")
         if c["shuffle"] is not None:
             c["shuffle"] = as_nonnegative_int("shuffle", c["shuffle"], "None or a non-negative integer seed")
         c["seed"] = as_nonnegative_int("seed", c["seed"])
         if not isinstance(c["exact_splits"], bool):
             raise SpecError("exact_splits", c["exact_splits"], "True or False")
         alpha = c["alpha"]
-        if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha)):
-            raise SpecError("alpha", alpha, "None or a finite number")
+        if alpha is not None:
+            as_finite_float("alpha", alpha, "None or a finite number")
         if alpha == 0:
             raise SpecError("alpha", alpha, "None or a non-zero number (alpha = 0 makes dW and every gradient zero: a dead adapter)")
         factor = c["split_factor"]
@@ -119,8 +131,9 @@ class SuperLoRA:
         for name, value in (c["scale"] or {}).items():
             if name not in self._by_name:
                 raise SpecError("scale", name, f"target names ({', '.join(list(self._by_name)[:6])}, ...)")
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise SpecError(f"scale[{name!r}]", value, "a finite number")
+            if as_finite_float(f"scale[{name!r}]", value, "a finite non-zero number") == 0:
+                raise SpecError(f"scale[{name!r}]", value, "a non-zero number (0 makes this target's dW and every "
+                                                          "gradient zero: a dead adapter, like alpha = 0)")
 
     def _order(self) -> int:
         fold, order = self.config["fold"], self.config["order"]
@@ -135,18 +148,25 @@ class SuperLoRA:
     def _build_groups(self) -> tuple[GroupNetwork, ...]:
         c = self.config
         order, K, projection = self._order(), c["splits"], c["projection"]
+        check_modes(order, K)
         result = []
         for g, segments in enumerate(group_segments(self.targets, c["groups"])):
             size = sum(s.size for s in segments)
             generated = projection.generated_size(size) if projection is not None else size
             fold = fold_shape(c["fold"], order, segments, self._by_name, generated, projection is not None, g)
+            field, value = ("fold", c["fold"]) if isinstance(c["fold"], tuple) else ("order", order)
+            check_fold_size(g, generated, fold, field, value)
             per_mode = [mode_split(n, K, exact=c["exact_splits"], factor=c["split_factor"]) for n in fold]
+            kron = tuple(math.prod(split) for split in per_mode)
+            check_fold_size(g, generated, kron, "splits", K)
             factors = tuple(
                 self._factor(k, tuple(split[k] for split in per_mode)) for k in range(K)
             )
             if c["identity_modes"] and not any(f.structure == "tucker" for f in factors):
                 raise SpecError("identity_modes", c["identity_modes"], "() unless a factor is 'tucker' (only Tucker modes can be)")
-            result.append(GroupNetwork(g, segments, size, generated, fold, factors, projection))
+            network = GroupNetwork(g, segments, size, generated, fold, factors, projection)
+            check_indices(g, network.equation, order=order, splits=K)
+            result.append(network)
         return tuple(result)
 
     def _factor(self, k: int, shape: tuple[int, ...]) -> FactorSpec:
@@ -162,7 +182,7 @@ class SuperLoRA:
             raise SpecError("structure", "lora", f"a 2-mode fold for lora (this fold has {M} modes); use tucker or cp")
         identity = tuple(c["identity_modes"]) if structure == "tucker" else ()
         for m in identity:
-            if not isinstance(m, int) or not 0 <= m < M:
+            if not is_integer(m) or not 0 <= m < M:
                 raise SpecError("identity_modes", c["identity_modes"], f"mode indices in 0..{M - 1}")
         rank = _per_factor("rank", c["rank"], K, k)
         if is_positive_int(rank):
@@ -290,6 +310,29 @@ class SuperLoRA:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if v not in (None, (), False) or k == "seed")
         return f"SuperLoRA({len(self.targets)} targets, {args}; {self.num_params} params)"
+
+
+SPEC_ARGUMENTS: tuple[str, ...] = tuple(
+    p.name for p in inspect.signature(SuperLoRA).parameters.values()
+    if p.name != "targets" and p.kind is inspect.Parameter.KEYWORD_ONLY
+)
+
+
+def _implemented(projection: Projection) -> bool:
+    """A concrete projection (not the abstract ``Projection`` base, which cannot be applied)."""
+    return type(projection).constants is not Projection.constants
+
+
+def _check_rank(rank: Any) -> None:
+    """Ranks are positive whatever the structure (a dense factor ignores them, but -5 is never valid)."""
+    expected = "a positive int, a tuple of positive ints (one per mode), or a list of those per factor"
+    values = rank if isinstance(rank, list) and rank else [rank]
+    for r in values:
+        if is_positive_int(r):
+            continue
+        if isinstance(r, tuple) and r and all(is_positive_int(x) for x in r):
+            continue
+        raise SpecError("rank", rank, expected)
 
 
 def _freeze(value: Any) -> Any:

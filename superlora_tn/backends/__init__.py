@@ -73,7 +73,7 @@ def get_backend(name: str | Backend) -> Backend:
     """The backend called ``name`` (``"numpy"``, ``"torch"``, ``"jax"`` or a registered one)."""
     if isinstance(name, Backend):
         return name
-    if name not in _registry():
+    if not isinstance(name, str) or name not in _registry():
         raise SpecError("backend", name, f"one of the installed backends {available_backends()}")
     try:
         return _load(name)

@@ -20,8 +20,13 @@ Conventions followed (docs/peft.md has the table):
   zeros w2 (or w2_b). Loaded weights are taken as they are, so this matters only for fresh inits.
 - Per-layer ranks (``rank_pattern``) are padded with zero columns to the largest rank (exact);
   per-layer scales become the spec's per-target ``scale``.
-- ``fan_in_fan_out`` (GPT-2 ``Conv1D``), ``use_dora``, LoKr ``use_effective_conv2d`` and
-  convolutions are refused with a SpecError (not converted approximately).
+- ``fan_in_fan_out`` (GPT-2 ``Conv1D``), ``use_dora``, ``lora_bias``, LoRA on ``nn.Embedding``,
+  ``modules_to_save`` heads, LoKr ``use_effective_conv2d``, convolutions (LoRA or LoKr) and
+  factors whose shapes do not multiply are refused with a SpecError, the same way from a live
+  model, a state dict or a directory (nothing is converted approximately or dropped).
+- ``to_peft`` writes ``target_modules`` as one regex that fullmatches exactly the spec's target
+  names, and ``rank_pattern`` / ``alpha_pattern`` keys anchored (``^name$``): PEFT matches list
+  entries and pattern keys as name suffixes, so ``q`` would also select ``blk.q``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,52 @@ LOKR_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lokr_w
 
 
 # ====================================================================== reading
+def _check_config(cfg: Mapping[str, Any]) -> None:
+    """Settings that have no exact SuperLoRA form: refused, on every path (model, state dict, directory)."""
+    if cfg.get("fan_in_fan_out"):
+        raise SpecError("fan_in_fan_out", True, "False (Conv1D-style transposed weights are not converted)")
+    if cfg.get("use_dora"):
+        raise SpecError("use_dora", True, "False (DoRA's magnitude vector is not a SuperLoRA setting)")
+    if cfg.get("lora_bias"):
+        raise SpecError("lora_bias", True, "False (a trained bias on lora_B is not part of dW; it would be dropped)")
+    if cfg.get("modules_to_save"):
+        raise SpecError("modules_to_save", cfg["modules_to_save"], "None: heads trained in full are not an adapter; "
+                        "save them apart (superlora_tn.torch.inject(modules_to_save=...) carries them)")
+
+
+_PARTS = {"lora": (("lora_A",), ("lora_B",)), "lokr": (("w1", "w1_a"), ("w2", "w2_a"))}
+
+
+def _check_layer(name: str, tensors: Mapping[str, Any], kind: str) -> None:
+    """Every tensor 2-D (no convolution), every needed part present, and factors that multiply."""
+    t = {k.removeprefix("lokr_"): v for k, v in tensors.items() if k != "__shape__"}
+    for key, value in t.items():
+        if getattr(value, "ndim", None) != 2:
+            raise SpecError(f"layer {name!r}", f"{key} of shape {tuple(getattr(value, 'shape', ()))}",
+                            "2-D nn.Linear adapter weights (convolution adapters are not converted)")
+    if kind == "lora":
+        for key in ("lora_A", "lora_B"):
+            if key not in t:
+                raise SpecError(f"layer {name!r}", f"no {key}", "both lora_A and lora_B")
+        A, B = t["lora_A"], t["lora_B"]
+        if B.shape[1] != A.shape[0]:
+            raise SpecError(f"layer {name!r}", f"lora_A {tuple(A.shape)}, lora_B {tuple(B.shape)}",
+                            "lora_B (out, r) and lora_A (r, in) with one r (these do not multiply)")
+        shape = tensors.get("__shape__")
+        if shape is not None and tuple(shape) != (B.shape[0], A.shape[1]):
+            raise SpecError(f"layer {name!r}", f"B A of shape {(B.shape[0], A.shape[1])}", f"the base weight's shape {tuple(shape)}")
+        return
+    for k in ("1", "2"):
+        if f"w{k}" in t:
+            continue
+        a, b = t.get(f"w{k}_a"), t.get(f"w{k}_b")
+        if a is None or b is None:
+            raise SpecError(f"layer {name!r}", sorted(t), f"lokr_w{k}, or both lokr_w{k}_a and lokr_w{k}_b")
+        if a.shape[1] != b.shape[0]:
+            raise SpecError(f"layer {name!r}", f"lokr_w{k}_a {tuple(a.shape)}, lokr_w{k}_b {tuple(b.shape)}",
+                            "w_a (n, r) and w_b (r, m) with one r (these do not multiply)")
+
+
 def _config_dict(config: Any) -> dict[str, Any]:
     if config is None:
         return {}
@@ -89,7 +140,13 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
     scaling: dict[str, float] = {}
     kinds = set()
     for name, module in model.named_modules():
+        if type(module).__name__ == "ModulesToSaveWrapper":
+            raise SpecError("modules_to_save", name, "None: heads trained in full are not an adapter; save them apart")
+        if isinstance(module, LoraLayer) and adapter in getattr(module, "lora_embedding_A", {}):
+            raise SpecError(f"layer {name!r}", "LoRA on nn.Embedding", "nn.Linear layers (lora_embedding_A/B are not converted)")
         if isinstance(module, LoraLayer) and adapter in module.lora_A:
+            if getattr(module.lora_B[adapter], "bias", None) is not None:
+                raise SpecError("lora_bias", True, "False (a trained bias on lora_B is not part of dW; it would be dropped)")
             kinds.add("lora")
             tensors = {"lora_A": module.lora_A[adapter].weight, "lora_B": module.lora_B[adapter].weight}
         elif isinstance(module, LoKrLayer) and adapter in module._available_adapters:
@@ -116,11 +173,16 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
 
 
 def _from_state_dict(state: Mapping[str, Any], cfg: Mapping[str, Any], adapter: str) -> tuple[dict[str, dict[str, Any]], str]:
+    _check_config(cfg)  # before the keys: a refused setting is named, not reported as an unknown key
     kind = _peft_type(cfg, state.keys())
     pattern = LORA_KEY if kind == "lora" else LOKR_KEY
     layers: dict[str, dict[str, Any]] = {}
     for key, value in state.items():
         m = pattern.match(key)
+        if m is None and ".lora_embedding_" in key:
+            raise SpecError("state_dict key", key, "nn.Linear LoRA keys (LoRA on nn.Embedding is not converted)")
+        if m is None and re.search(r"\.lora_B(\.[^.]+)?\.bias$", key):
+            raise SpecError("lora_bias", True, "False (a trained bias on lora_B is not part of dW; it would be dropped)")
         if m is None:
             example = f"{PREFIX}<module>.{'lora_A.weight' if kind == 'lora' else 'lokr_w1'}"
             raise SpecError("state_dict key", key, f"{kind} adapter keys such as {example}")
@@ -139,8 +201,18 @@ def _load_dir(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     st_path = os.path.join(path, "adapter_model.safetensors")
     if not (os.path.isfile(cfg_path) and os.path.isfile(st_path)):
         raise SpecError("source", path, "a directory with adapter_config.json and adapter_model.safetensors")
-    with open(cfg_path) as fh:
-        return load_file(st_path), json.load(fh)
+    try:
+        with open(cfg_path, encoding="utf-8") as fh:
+            cfg = json.load(fh)
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise SpecError("adapter_config.json", cfg_path, f"a readable JSON file ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise SpecError("adapter_config.json", type(cfg).__name__, "a JSON object of PEFT config fields")
+    try:
+        state = load_file(st_path)
+    except Exception as exc:  # safetensors raises its own error types
+        raise SpecError("adapter_model.safetensors", st_path, f"a readable safetensors file ({exc})") from None
+    return state, cfg
 
 
 def _lokr_parts(t: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -186,10 +258,9 @@ def from_peft(source: Any, config: Any = None, *, adapter_name: str = "default",
         cfg.update(_config_dict(config))
     else:
         raise SpecError("source", type(source).__name__, "a PEFT model, a state dict or an adapter directory")
-    if cfg.get("fan_in_fan_out"):
-        raise SpecError("fan_in_fan_out", True, "False (Conv1D-style transposed weights are not converted)")
-    if cfg.get("use_dora"):
-        raise SpecError("use_dora", True, "False (DoRA's magnitude vector is not a SuperLoRA setting)")
+    _check_config(cfg)
+    for name, tensors in layers.items():
+        _check_layer(name, tensors, kind)
     names = list(layers)
     cast = (lambda x: x.detach().to(dtype)) if dtype is not None else (lambda x: x.detach().clone())
     if kind == "lora":
@@ -269,7 +340,8 @@ def _lokr_spec(layers, scaling, cfg, names, cast, seed, convention, mixed):
         out_split, in_split = peft_factorization(shape[0], factor), peft_factorization(shape[1], factor)
         if (a, b) != out_split or (c, d) != in_split:
             raise SpecError("decompose_factor", factor, f"the factor that produced layer {n!r}: its w1 is {(a, c)}, w2 {(b, d)}, "
-                            f"but factorization gives w1 {(out_split[0], in_split[0])}, w2 {(out_split[1], in_split[1])}")
+                            f"but factorization gives w1 {(out_split[0], in_split[0])}, w2 {(out_split[1], in_split[1])} "
+                            "(or the layer is a convolution, whose LoKr is not converted)")
         shapes[n] = shape
         ranks[n] = peft_r[n]
         both_dense = not any(isinstance(w, tuple) for w in _lokr_parts(layers[n]))
@@ -309,6 +381,11 @@ def _torch(x: Any) -> Any:
     if isinstance(x, torch.Tensor):
         return x.detach().contiguous()
     return torch.from_numpy(np.ascontiguousarray(backend_for(x).to_numpy(x)))
+
+
+def _anchored(name: str) -> str:
+    """A pattern key PEFT matches against ``name`` only (its rule ``(.*\\.)?(key)$`` is a suffix match)."""
+    return f"^{re.escape(name)}$"
 
 
 def _common(values: dict[str, Any]) -> Any:
@@ -369,9 +446,9 @@ def to_peft(spec: SuperLoRA, params: Mapping[str, Any], *, init_weights: bool | 
     config: dict[str, Any] = {
         "peft_type": kind.upper(),
         "r": int(r0),
-        "target_modules": names,
-        "rank_pattern": {re.escape(n): int(r) for n, r in ranks.items() if r != r0},
-        "alpha_pattern": {re.escape(n): a for n, a in alphas.items() if a != a0},
+        "target_modules": "|".join(re.escape(n) for n in names),  # a str: PEFT fullmatches it, exact names only
+        "rank_pattern": {_anchored(n): int(r) for n, r in ranks.items() if r != r0},
+        "alpha_pattern": {_anchored(n): a for n, a in alphas.items() if a != a0},
     }
     if kind == "lora":
         config.update(lora_alpha=a0, init_lora_weights=init_weights if init_weights in (True, False) else True,

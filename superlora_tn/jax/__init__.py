@@ -37,8 +37,25 @@ def init(spec: SuperLoRA, *, seed: int | None = None, zero_init: Any = True, dty
 def _path(name: str, paths: Mapping[str, PathArg] | None) -> tuple[Any, ...]:
     p = name if paths is None else paths.get(name, name)
     if isinstance(p, str):
-        return tuple(p.split("/"))
-    return tuple(p)
+        p = tuple(p.split("/"))
+    elif isinstance(p, list | tuple):
+        p = tuple(p)
+    else:
+        raise SpecError(f"paths[{name!r}]", p, 'a "a/b/kernel" string or a tuple of keys')
+    if not p or not all(isinstance(k, str | int) and not isinstance(k, bool) and k != "" for k in p):
+        raise SpecError(f"paths[{name!r}]", p, 'a non-empty "a/b/kernel" string or tuple of keys (str or int)')
+    return p
+
+
+def _index(node: Any, key: Any) -> int:
+    """A list/tuple position from a path key: a non-negative integer below the length (no -1)."""
+    try:
+        i = int(key)
+    except (TypeError, ValueError):
+        raise IndexError(key) from None
+    if not 0 <= i < len(node) or (isinstance(key, str) and not key.isdigit()):
+        raise IndexError(key)
+    return i
 
 
 def _layout(name: str, layout: Layout | Mapping[str, Layout]) -> str:
@@ -68,9 +85,10 @@ def _get(tree: Any, path: tuple[Any, ...], name: str) -> Any:
     node = tree
     for i, key in enumerate(path):
         try:
-            node = node[key if not isinstance(node, Sequence) else int(key)]
+            node = node[key if not isinstance(node, Sequence) else _index(node, key)]
         except (KeyError, IndexError, TypeError, ValueError):
-            raise SpecError(f"paths[{name!r}]", "/".join(map(str, path[: i + 1])), "a path of keys that exists in base_params") from None
+            raise SpecError(f"paths[{name!r}]", "/".join(map(str, path[: i + 1])),
+                            "a path of keys that exists in base_params (list positions 0..len-1, no negative ones)") from None
     return node
 
 
@@ -85,7 +103,8 @@ def _set(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
         return type(tree)(new) if type(tree) is not dict else new
     if isinstance(tree, list | tuple):
         items = list(tree)
-        items[int(key)] = _set(items[int(key)], rest, value)
+        i = _index(items, key)
+        items[i] = _set(items[i], rest, value)
         return type(tree)(items) if type(tree) in (list, tuple) else type(tree)(*items)
     raise SpecError("paths", key, "dicts, lists or tuples along the path")
 
@@ -103,6 +122,10 @@ def apply(base_params: Any, adapter_params: Mapping[str, Any], spec: SuperLoRA,
         layout: ``"out_in"`` (torch / the spec's convention) or ``"in_out"`` (flax ``Dense`` kernel
             (in, out), ``Conv`` kernel (*spatial, in, out)); one for all or a mapping per target.
     """
+    if not isinstance(spec, SuperLoRA):
+        raise SpecError("spec", type(spec).__name__, "a SuperLoRA spec")
+    if paths is not None and not isinstance(paths, Mapping):
+        raise SpecError("paths", paths, "None or a mapping target name -> path")
     deltas = spec.contract(adapter_params)
     out = base_params
     for name, dw in deltas.items():
@@ -133,6 +156,15 @@ def targets_from_params(base_params: Any, pattern: str, *, layout: Layout | Mapp
 
     Leaves with fewer than 2 dimensions are skipped (biases). The order is the pytree's order.
     """
+    for field, regex in (("pattern", pattern), ("exclude", exclude)):
+        if regex is None and field == "exclude":
+            continue
+        if not isinstance(regex, str):
+            raise SpecError(field, regex, "a regular expression string")
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise SpecError(field, regex, f"a valid regular expression ({exc})") from None
     found = {}
     for path, leaf in _leaves(base_params):
         name = "/".join(path)

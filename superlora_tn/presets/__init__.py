@@ -91,7 +91,12 @@ def preset_targets(name: str, pattern: str | None = "default") -> Targets:
 def _read_structured(path: Path) -> Any:
     if not path.is_file():
         raise SpecError("file", str(path), "an existing JSON or YAML file")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError("file", str(path), f"a UTF-8 text file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise SpecError("file", str(path), f"a readable file ({exc.strerror})") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
@@ -139,7 +144,17 @@ def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             header = json.loads(fh.read(length))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise SpecError("checkpoint", str(path), "a safetensors file (its header is not JSON)") from None
-    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    if not isinstance(header, dict):
+        raise SpecError("checkpoint", str(path), "a safetensors file (its header is not a JSON object)")
+    shapes = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        shape = v.get("shape") if isinstance(v, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise SpecError("checkpoint", f"{path}: {k!r}", 'a safetensors header entry {"dtype": ..., "shape": [ints], ...}')
+        shapes[k] = tuple(shape)
+    return shapes
 
 
 def checkpoint_targets(path: str | Path, *, conv1d: bool = False) -> Targets:

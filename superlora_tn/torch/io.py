@@ -1,17 +1,29 @@
 """Saving and loading an adapter: ``adapter_model.safetensors`` + ``adapter_config.json``.
 
 The JSON holds ``format`` ("superlora_tn.adapter"), ``version``, the spec (``spec.to_dict()``),
-each target's layer kind, the heads saved with it, and the SHA-256 and byte size of the tensor
-file, so a truncated or corrupted file is refused before anything is loaded. Tensors are stored
-as ``adapter.<param name>`` and ``heads.<module>.<param>`` in their own dtype: a round trip is
+each target's layer kind, the heads saved with it, the SHA-256 and byte size of the tensor file,
+and ``config_sha256``, the SHA-256 of every other field of the JSON (canonical form), so a
+truncated or corrupted tensor file and an edited spec (alpha, seed, shuffle, target order...) are
+both refused before anything is loaded. (A config without ``config_sha256``, written before it
+existed, is read with the tensor file's checks only.) Tensors are stored as
+``adapter.<param name>`` and ``heads.<module>.<param>`` in their own dtype: a round trip is
 bit-exact.
+
+Saving is atomic: both files are written to temporary files in the target directory and moved
+into place with ``os.replace`` only once both are complete, so a failed save leaves an adapter
+already in that directory untouched. Loading checks the files, the spec, every tensor's name,
+shape and dtype, and every head against the model before it injects or copies anything: a
+refused load leaves the model as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +34,7 @@ from ..errors import SpecError
 from ..spec import SuperLoRA
 from .model import AdaptedModel, check_spec_keys, inject
 from .sharding import full_tensor, writes_files
-from .targets import layer_kind, target_shape
+from .targets import check_injectable, layer_kind, target_shape
 
 __all__ = ["ADAPTER_FORMAT", "ADAPTER_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "load", "load_into", "read", "save"]
 
@@ -40,8 +52,26 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _config_digest(config: Mapping[str, Any]) -> str:
+    """SHA-256 of the config's fields except ``config_sha256`` itself, in canonical JSON."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _temporary(directory: Path, name: str) -> Iterator[Path]:
+    """A temporary file next to ``directory / name`` (same file system, so ``os.replace`` is atomic)."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def save(adapted: AdaptedModel, path: Any) -> Path:
-    """Write the adapter (and heads) of ``adapted`` into directory ``path``; returns it.
+    """Write the adapter (and heads) of ``adapted`` into directory ``path`` atomically; returns it.
 
     Sharded with FSDP2, every rank must call it (the shards are gathered); rank 0 writes.
     """
@@ -55,19 +85,32 @@ def save(adapted: AdaptedModel, path: Any) -> Path:
             tensors[f"heads.{head}.{pname}"] = full_tensor(p.detach()).cpu().contiguous()
     if not writes_files(adapted.adapter.values()):  # FSDP2: every rank gathered, rank 0 writes
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    weights = out / WEIGHTS_NAME
-    save_file(tensors, str(weights), metadata={"format": ADAPTER_FORMAT, "version": str(ADAPTER_VERSION)})
-    config = {
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError("path", str(out), f"a directory that can be created and written ({exc.strerror})") from None
+    config: dict[str, Any] = {
         "format": ADAPTER_FORMAT,
         "version": ADAPTER_VERSION,
         "spec": adapted.spec.to_dict(),
         "layers": {name: info.kind for name, info in adapted.layers.items()},
         "modules_to_save": list(adapted.head_names),
         "merged": adapted.merged,
-        "files": {WEIGHTS_NAME: {"sha256": _sha256(weights), "bytes": weights.stat().st_size}},
     }
-    (out / CONFIG_NAME).write_text(json.dumps(config, indent=1))
+    try:
+        json.dumps(config)  # fails here, before any file is written, if anything is not JSON-ready
+    except (TypeError, ValueError) as exc:
+        raise SpecError("spec", adapted.spec.config, f"JSON-ready values ({exc})") from None
+    try:
+        with _temporary(out, WEIGHTS_NAME) as tmp_weights, _temporary(out, CONFIG_NAME) as tmp_config:
+            save_file(tensors, str(tmp_weights), metadata={"format": ADAPTER_FORMAT, "version": str(ADAPTER_VERSION)})
+            config["files"] = {WEIGHTS_NAME: {"sha256": _sha256(tmp_weights), "bytes": tmp_weights.stat().st_size}}
+            config["config_sha256"] = _config_digest(config)
+            tmp_config.write_text(json.dumps(config, indent=1))
+            os.replace(tmp_weights, out / WEIGHTS_NAME)
+            os.replace(tmp_config, out / CONFIG_NAME)
+    except OSError as exc:
+        raise SpecError("path", str(out), f"a writable directory ({exc.strerror}); any adapter there is unchanged") from None
     return out
 
 
@@ -97,6 +140,10 @@ def read(path: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     expected = config["files"].get(WEIGHTS_NAME)
     if not isinstance(expected, dict):
         raise SpecError(f"{CONFIG_NAME}['files']", config["files"], f"a record of {WEIGHTS_NAME} (bytes, sha256)")
+    digest = config.get("config_sha256")
+    if digest is not None and digest != _config_digest(config):
+        raise SpecError(CONFIG_NAME, str(cfg_path), "the config as AdaptedModel.save wrote it (its config_sha256 does "
+                                                    "not match: a field such as the spec was edited)")
     size = weights.stat().st_size
     if expected.get("bytes") != size:
         raise SpecError(WEIGHTS_NAME, f"{size} bytes", f"{expected.get('bytes')} bytes as recorded (the file is truncated or corrupted)")
@@ -122,40 +169,62 @@ def _spec_diff(a: SuperLoRA, b: SuperLoRA) -> list[str]:
     return diff
 
 
-def _assign(adapted: AdaptedModel, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-    from ..execute import check_params
+Heads = dict[str, dict[str, torch.Tensor]]
 
-    params = {k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")}
-    check_params(adapted.spec, params)
-    for name, value in params.items():
-        p = adapted.adapter[name]
-        if value.dtype != p.dtype:
-            raise SpecError(f"adapter[{name!r}]", f"dtype {value.dtype}", f"dtype {p.dtype} (the adapter_dtype of this model)")
-    modules = dict(adapted.base_model.named_modules())
-    heads: dict[str, dict[str, torch.Tensor]] = {}
+
+def _check_tensors(spec: SuperLoRA, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+                   model: nn.Module, adapter_dtype: torch.dtype | None) -> tuple[dict[str, torch.Tensor], Heads]:
+    """(adapter params, heads' states) of a saved adapter, every name, shape and dtype checked
+    against ``spec`` and ``model``: a SpecError here means nothing has been touched."""
+    expected = spec.param_shapes
+    params: dict[str, torch.Tensor] = {}
+    heads: Heads = {}
     for key, value in tensors.items():
-        if key.startswith("heads."):
+        if key.startswith("adapter."):
+            params[key[len("adapter."):]] = value
+        elif key.startswith("heads."):
             head, pname = _split_head(key, config)
             heads.setdefault(head, {})[pname] = value
-    for head, state in heads.items():
+        else:
+            raise SpecError(WEIGHTS_NAME, key, "tensors named adapter.<param> or heads.<module>.<param>")
+    if params.keys() != expected.keys():
+        missing, extra = sorted(set(expected) - set(params))[:5], sorted(set(params) - set(expected))[:5]
+        raise SpecError("adapter", f"missing {missing}, unexpected {extra}", f"exactly the spec's parameters {list(expected)[:5]}...")
+    dtypes = {v.dtype for v in params.values()}
+    dtype = adapter_dtype if adapter_dtype is not None else next(iter(params.values())).dtype
+    for name, value in params.items():
+        if tuple(value.shape) != expected[name]:
+            raise SpecError(f"adapter[{name!r}]", f"saved shape {tuple(value.shape)}", f"the spec's shape {expected[name]}")
+        if len(dtypes) > 1 or value.dtype != dtype or not value.dtype.is_floating_point:
+            own = ", the adapter_dtype of this model" if adapter_dtype else ""
+            raise SpecError(f"adapter[{name!r}]", f"dtype {value.dtype}", f"one floating dtype for every parameter ({dtype}{own})")
+    modules = dict(model.named_modules())
+    for head in config.get("modules_to_save") or []:
         module = modules.get(head)
         if module is None:
             raise SpecError("modules_to_save", head, "a module of this model (the saved head is missing)")
-        own = module.state_dict()
+        own, state = module.state_dict(), heads.get(head, {})
+        if own.keys() != state.keys():
+            missing, extra = sorted(set(own) - set(state))[:4], sorted(set(state) - set(own))[:4]
+            raise SpecError(f"heads[{head!r}]", f"missing {missing}, unexpected {extra}", "every tensor of the model's head, nothing else")
         for pname, value in state.items():
-            if pname not in own or tuple(own[pname].shape) != tuple(value.shape):
-                got = None if pname not in own else tuple(own[pname].shape)
-                raise SpecError(f"heads[{head!r}].{pname}", f"saved shape {tuple(value.shape)}", f"the model's shape {got}")
+            shape = tuple(own[pname].shape)
+            if shape != tuple(value.shape):
+                raise SpecError(f"heads[{head!r}].{pname}", f"saved shape {tuple(value.shape)}", f"the model's shape {shape}")
+    return params, heads
+
+
+def _copy(adapted: AdaptedModel, params: Mapping[str, torch.Tensor], heads: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+    """Copy checked values in (after ``_check_tensors``: nothing here can refuse)."""
+    modules = dict(adapted.base_model.named_modules())
     with torch.no_grad():
-        if adapted.merged:
+        remerge = adapted.merged
+        if remerge:
             adapted.unmerge()
-            remerge = True
-        else:
-            remerge = False
         for name, value in params.items():
             adapted.adapter[name].copy_(value)
         for head, state in heads.items():
-            modules[head].load_state_dict(state, strict=True)
+            modules[head].load_state_dict(dict(state), strict=True)
         if remerge:
             adapted.merge()
 
@@ -174,7 +243,8 @@ def load_into(adapted: AdaptedModel, path: Any) -> None:
     saved = SuperLoRA.from_dict(config["spec"])
     if saved != adapted.spec:
         raise SpecError("spec", _spec_diff(saved, adapted.spec)[:6], "the spec the adapter was saved with (saved vs this model)")
-    _assign(adapted, config, tensors)
+    params, heads = _check_tensors(saved, config, tensors, adapted.base_model, adapted.adapter_dtype)
+    _copy(adapted, params, heads)
 
 
 def load(model: nn.Module, path: Any, *, spec: Mapping[str, Any] | SuperLoRA | None = None, factored: bool | str = "auto",
@@ -205,10 +275,15 @@ def load(model: nn.Module, path: Any, *, spec: Mapping[str, Any] | SuperLoRA | N
             raise SpecError(f"targets[{name!r}]", f"saved shape {shape}", f"the model's weight shape {target_shape(module, kind)}")
         if config["layers"].get(name, kind) != kind:
             raise SpecError(f"targets[{name!r}]", f"saved kind {config['layers'][name]}", f"this model's layer kind {kind}")
-    dtype = next((v.dtype for k, v in tensors.items() if k.startswith("adapter.")), torch.float32)
+    check_injectable(model, list(saved.target_shapes))
+    params, heads = _check_tensors(saved, config, tensors, model, None)
     adapted = inject(model, None, saved, modules_to_save=config.get("modules_to_save") or None,
-                     factored=factored, adapter_dtype=dtype)
-    _assign(adapted, config, tensors)
+                     factored=factored, adapter_dtype=next(iter(params.values())).dtype)
+    try:
+        _copy(adapted, params, heads)
+    except BaseException:
+        adapted.unload()  # not expected (everything was checked); never leave the model half-injected
+        raise
     if not is_trainable:
         for p in adapted.parameters():
             p.requires_grad_(False)

@@ -14,7 +14,6 @@ torch.Size([3, 4])
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -26,11 +25,12 @@ from ..backends import get_backend
 from ..errors import SpecError
 from ..factored import factored_supported
 from ..slices import shares_groups, target_delta, target_params
-from ..spec import SuperLoRA
+from ..spec import SPEC_ARGUMENTS, SuperLoRA
+from . import state as _state
 from .layers import AdaptedForward
 from .memory import choose_memory_mode
 from .sharding import is_sharded
-from .targets import LayerInfo, Selector, find_targets, layer_kind, matches, target_shape
+from .targets import LayerInfo, Selector, check_injectable, find_targets, layer_kind, matches, target_shape
 
 __all__ = ["AdaptedModel", "inject"]
 
@@ -55,7 +55,7 @@ def _build_spec(layers: list[LayerInfo], spec: Mapping[str, Any] | SuperLoRA | N
 
 def check_spec_keys(spec: Mapping[str, Any]) -> None:
     """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError)."""
-    allowed = [p for p in inspect.signature(SuperLoRA).parameters if p != "targets"]
+    allowed = list(SPEC_ARGUMENTS)  # the keyword arguments (not the constructor's **unknown catch-all)
     unknown = sorted(str(k) for k in spec if k not in allowed)
     if unknown:
         raise SpecError("spec", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")
@@ -143,6 +143,11 @@ class AdaptedModel(nn.Module):
         if clash:
             raise SpecError("modules_to_save", clash[:4], "modules that are not adapted themselves (a target is inside)")
         return heads
+
+    # the merge state travels with state_dict(): a merged state dict is refused by an unmerged model
+    get_extra_state = _state.get_extra_state
+    set_extra_state = _state.set_extra_state
+    _apply = _state.apply_and_sync_dtype  # adapted.to(torch.float64): the layers compute in float64 too
 
     # ----------------------------------------------------------------- forward
     def _enter(self, module: nn.Module, args: Any) -> None:
@@ -362,6 +367,7 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
             layers.append(LayerInfo(name, kind, target_shape(module, kind)))
     else:
         layers = find_targets(model, targets, exclude)
+    check_injectable(model, [info.name for info in layers], modules_to_save=modules_to_save, factored=factored)
     return AdaptedModel(model, _build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
                         factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype, memory=memory)
 

@@ -12,15 +12,16 @@ module of an unsupported kind (LayerNorm, Embedding, ...) matched is refused wit
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import SpecError
 
-__all__ = ["LayerInfo", "find_targets", "layer_kind", "matches"]
+__all__ = ["LayerInfo", "check_injectable", "find_targets", "layer_kind", "matches"]
 
 Selector = str | Sequence[str] | None
 
@@ -69,7 +70,7 @@ def _check_selector(field: str, selector: Selector) -> None:
             except re.error as exc:
                 raise SpecError(field, selector, f"a valid regular expression ({exc})") from None
         return
-    if not isinstance(selector, Iterable) or not all(isinstance(s, str) and s for s in selector):
+    if not isinstance(selector, list | tuple | set | frozenset) or not all(isinstance(s, str) and s for s in selector):
         raise SpecError(field, selector, "a regex string, or a list of module names / name suffixes")
 
 
@@ -102,3 +103,52 @@ def find_targets(model: nn.Module, targets: Selector, exclude: Selector = None) 
         if missing:
             raise SpecError("targets", missing, "module names or suffixes that exist in the model (these matched nothing)")
     return found
+
+
+def _ours(hook: Any) -> bool:
+    """True for a hook superlora_tn.torch registered (one of its objects, functions or bound methods)."""
+    owner = getattr(hook, "__self__", hook)
+    module = getattr(owner, "__module__", None) or type(owner).__module__
+    return str(module).startswith(_TORCH_PACKAGE)
+
+
+_TORCH_PACKAGE = "superlora_tn.torch."
+
+
+def _adapted(module: nn.Module) -> bool:
+    """True for an AdaptedModel, a model with one attached, or a layer carrying an adapter's hook."""
+    if getattr(module, "_superlora_tn_adapted", False) or type(module).__module__.startswith(_TORCH_PACKAGE):
+        return True
+    hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+    patched = module.__dict__.get("forward")  # a layer whose forward an adapter replaced on the instance
+    return any(_ours(h) for h in hooks) or (patched is not None and _ours(patched))
+
+
+def check_injectable(model: nn.Module, names: Sequence[str], *, modules_to_save: Any = None, factored: Any = "auto") -> None:
+    """Refuse, before anything is changed, what would silently do the wrong thing (and
+    ``modules_to_save`` / ``factored`` values that are not names / one of True, False, "auto"):
+
+    - ``model`` is, contains, or is part of a model that already has an adapter attached (a second
+      ``inject`` would stack a second adapter on the first: the re-run notebook cell);
+    - a target is ``out_proj`` (or any layer) inside ``nn.MultiheadAttention``, which uses the
+      weight directly and never calls the layer's forward, so the adapter would have no effect
+      in training while ``merge()`` would still change the output.
+    """
+    if modules_to_save is not None and not isinstance(modules_to_save, str) and (
+            not isinstance(modules_to_save, list | tuple) or not all(isinstance(m, str) and m for m in modules_to_save)):
+        raise SpecError("modules_to_save", modules_to_save, "None, a module name or a list of module names/suffixes")
+    if not any(factored is v for v in (True, False)) and not (isinstance(factored, str) and factored == "auto"):
+        raise SpecError("factored", factored, 'True, False or "auto"')
+    modules = dict(model.named_modules())
+    stacked = [name or "<model>" for name, m in modules.items() if _adapted(m)]
+    if stacked:
+        raise SpecError("model", stacked[:4], "a model without an attached adapter (unload() or merge_and_unload() the "
+                        "first one; a second inject would stack a second adapter silently)")
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            parent = ".".join(parts[:i])
+            if isinstance(modules.get(parent), nn.MultiheadAttention):
+                raise SpecError("targets", name, f"layers whose forward the model calls; {parent} is nn.MultiheadAttention, "
+                                "which reads its projections' weights directly (adapt the attention's in/out "
+                                "projections in a model that calls them as nn.Linear)")
