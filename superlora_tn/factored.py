@@ -62,15 +62,16 @@ def factored_supported(spec: SuperLoRA, name: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _equation(g: GroupNetwork) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    M, K = len(g.fold), len(g.factors)
+    M = len(g.fold)
     rows = (M + 1) // 2
-    out = g.output  # mode-major: for m, for k
-    row_syms = out[: rows * K]
-    col_syms = out[rows * K :]
+    out = g.output  # mode-major: for m, for k (compose="hadamard": one shared index per mode)
+    per = len(out) // M
+    row_syms = out[: rows * per]
+    col_syms = out[rows * per :]
     used = set(g.equation)
     token = next(opt_einsum.get_symbol(i) for i in range(10**4) if opt_einsum.get_symbol(i) not in used)
-    col_shape = tuple(f.shape[m] for m in range(rows, M) for f in g.factors)
-    row_shape = tuple(f.shape[m] for m in range(rows) for f in g.factors)
+    col_shape = g.einsum_shape[rows * per :]
+    row_shape = g.einsum_shape[: rows * per]
     lhs = ",".join(t.subscripts for t in g.tensors)
     return f"{lhs},{token}{col_syms}->{token}{row_syms}", col_shape, row_shape
 
