@@ -379,43 +379,54 @@ def _full(w: Any, shape: tuple[int, ...]) -> Any:
     return w.reshape(shape)
 
 
-KERNELS = (1, 9, 4, 16, 25, 49)  # kernel sizes (kh * kw) tried for a conv read without its model
+KERNELS = (1, 9, 4, 16, 25, 49)  # square kernel sizes (kh * kw) tried for a conv read without its model
 
 
 def _find_factorization(layers: list[_Layer]) -> tuple[str, int]:
     """The LyCORIS convention and factor that produce every layer's (w1, w2) shapes.
 
-    A LoKr conv layer read without its model stores its kernel flattened into w2_b: its kernel
-    size is the first of ``KERNELS`` the shapes agree with, and its target becomes (out, in, k).
+    A LoKr conv layer read without its model stores its kernel flattened into w2_b: it is read
+    as the (out, in * k) matrix when some factor explains that, else with the first square
+    kernel size of ``KERNELS`` the shapes agree with, as (out, in, s, s).
     """
-    wanted, options = {}, {}
+    wanted = {}
     candidates = {-1}
     for la in layers:
         (a, c), shape = _w1_shape(la.t), la.shape
         b, d = _w2_shape(la.t, shape)
         wanted[la.name] = ((a, b), (c, d))
         candidates |= {a, b, c, d}
-        kernels = KERNELS if not la.kernel_known else (1,)
-        options[la.name] = [(k, (shape[0], shape[1] // k)) for k in kernels if shape[1] % k == 0 and d % k == 0]
-    for convention in FACTORIZATIONS[1:]:
-        for factor in sorted(candidates):
-            picked = {}
-            for la in layers:
-                (a, b), (c, d) = wanted[la.name]
-                for k, dims in options[la.name]:
-                    if tuple(lycoris_splits(dims, dims, convention, factor)) == ((a, b), (c, d // k)):
-                        picked[la.name] = k
-                        break
-                else:
-                    break
-            if len(picked) == len(layers):
+    for kernels in ((1,), KERNELS):  # a plain matrix first: a kernel is guessed only when nothing else fits
+        for convention in FACTORIZATIONS[1:]:
+            for factor in sorted(candidates):
+                picked = _kernels_fitting(layers, wanted, kernels, convention, factor)
+                if picked is None:
+                    continue
                 for la in layers:
-                    if not la.kernel_known and picked[la.name] > 1:
-                        la.shape = (la.shape[0], la.shape[1] // picked[la.name], picked[la.name])
+                    k = picked[la.name]
+                    if k > 1:  # LyCORIS's convs are square: k = s * s
+                        s = math.isqrt(k)
+                        la.shape = (la.shape[0], la.shape[1] // k, s, s)
                 return convention, factor
     la = layers[0]
     raise SpecError("factorization", wanted[la.name], f"shapes LyCORIS's factorization gives for {la.shape[:2]} with one factor "
                     "for all layers (and the unbalanced rule or not); convert such layers separately (modules=[...])")
+
+
+def _kernels_fitting(layers: list[_Layer], wanted: Mapping[str, Any], kernels: tuple[int, ...], convention: str,
+                     factor: int) -> dict[str, int] | None:
+    """Per layer, the kernel size k for which (convention, factor) gives its shapes; None if some layer has none."""
+    picked = {}
+    for la in layers:
+        (a, b), (c, d) = wanted[la.name]
+        for k in (kernels if not la.kernel_known else (1,)):
+            dims = (la.shape[0], la.shape[1] // k)
+            if la.shape[1] % k == 0 and d % k == 0 and tuple(lycoris_splits(dims, dims, convention, factor)) == ((a, b), (c, d // k)):
+                picked[la.name] = k
+                break
+        else:
+            return None
+    return picked
 
 
 def _lokr_spec(layers: list[_Layer], cast: Any, seed: int, mixed: str) -> tuple[SuperLoRA, dict[str, Any]]:
@@ -571,9 +582,10 @@ def _write_lokr(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any]) -> 
     b, d = f2.shape[0], target.matrix_shape[1] // (c * math.prod(kernel))
     tucker = f2.structure == "tucker"
     R = max((f.ranks[0] for f in (f1, f2) if f.structure != "dense"), default=1)
-    # LyCORIS keeps w2 low-rank only when r < max(b, d) / 2, and w1 low-rank only when w2 is too and r < max(a, c) / 2
-    w2_low = f2.structure != "dense" and (tucker or R < max(b, d) / 2)
-    w1_low = f1.structure != "dense" and w2_low and R < max(a, c) / 2
+    # LyCORIS's LokrModule keeps w2 low-rank (or Tucker) only when r < max(b, d) / 2, and w1 low-rank
+    # (decompose_both) only when r < max(a, c) / 2; otherwise it holds the full matrix, written here exactly
+    w2_low = f2.structure != "dense" and R < max(b, d) / 2
+    w1_low = f1.structure != "dense" and R < max(a, c) / 2
     scale = spec.target_scale(target.name)
     out: dict[str, Any] = {}
     if w1_low:
@@ -591,8 +603,8 @@ def _write_lokr(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any]) -> 
     else:
         w2 = _dense_factor(f2, p + "k1_", tp).reshape(b, d, *kernel)
         out["lokr_w2"] = w2 if w1_low or scale == 1.0 else w2 * scale  # both full: LyCORIS's scale is 1, ours goes into w2
-    if w2_low:
-        out["alpha"] = _alpha(spec, target.name, R, out["lokr_w2_a"])
+    if w1_low or w2_low:
+        out["alpha"] = _alpha(spec, target.name, R, out.get("lokr_w1_a", out.get("lokr_w2_a")))
     else:  # LyCORIS reads lora_dim 1 and alpha 1 for two full matrices (what its own load-and-save writes)
         out["alpha"] = torch.tensor(1.0, dtype=torch.float32)
     return out
