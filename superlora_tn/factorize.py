@@ -84,11 +84,11 @@ def balanced_factors(n: int, k: int) -> tuple[int, ...]:
 
 
 def peft_factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
-    """The split PEFT and LyCORIS use for LoKr, ``factor`` semantics included.
+    """The split PEFT uses for LoKr, ``factor`` semantics included (LyCORIS 4.x: :func:`lycoris_factorization`).
 
     A positive ``factor`` that divides ``dimension`` is returned first, as is, even when it is the
-    larger one (PEFT/LyCORIS: ``factorization(12, 4) == (4, 3)``); any other positive ``factor``
-    caps the smaller factor, and the result is (smaller, larger).
+    larger one (PEFT: ``factorization(12, 4) == (4, 3)``; LyCORIS 4.x sorts it); any other positive
+    ``factor`` caps the smaller factor, and the result is (smaller, larger).
     """
     if factor > 0 and dimension % factor == 0:
         return (factor, dimension // factor)
