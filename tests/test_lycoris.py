@@ -95,8 +95,8 @@ def _lycoris_model(base: nn.Module, names: list[str], algo: str, prefix: str = "
 
 def _forward_dw(mod: nn.Module) -> torch.Tensor:
     """dW as LyCORIS's forward applies it (rebuild mode): get_weight * scalar."""
-    if isinstance(mod, LoConModule):
-        return (mod.make_weight() * mod.scale * mod.scalar).detach()
+    if isinstance(mod, LoConModule):  # its make_weight already carries the scalar
+        return (mod.make_weight() * mod.scale).detach()
     return (mod.get_weight(mod.shape) * mod.scalar).detach()
 
 
@@ -142,7 +142,7 @@ def test_spec_splits_equal_lycoris_module_shapes(shape, factor, unbalanced):
 # ------------------------------------------------------------------ LyCORIS writes, we read
 SETTINGS = [
     ("locon", dict(lora_dim=4, alpha=2)),
-    ("locon", dict(lora_dim=8, alpha=16, rs_lora=True)),
+    ("locon", dict(lora_dim=8, alpha=16, rs_lora=True, use_scalar=True)),
     ("lokr", dict(lora_dim=4, alpha=2)),
     ("lokr", dict(lora_dim=4, alpha=1, factor=8, decompose_both=True)),
     ("lokr", dict(lora_dim=6, alpha=3, factor=16, use_scalar=True)),
@@ -228,6 +228,29 @@ def test_big_sd_conv_parity():
     base = Block(big=True)
     for algo in ("lokr", "loha"):
         _check_read(base, ["resnet.conv2"], algo, dict(lora_dim=8, alpha=4), label=" (1280x1280x3x3)")
+
+
+@pytest.mark.parametrize(("algo", "name", "kw"), [
+    ("lokr", "ff.proj", dict(lora_dim=4, alpha=2, factor=16)),
+    ("lokr", "resnet.conv1", dict(lora_dim=4, alpha=2, use_tucker=True, decompose_both=True, factor=4)),
+    ("loha", "attn.to_out", dict(lora_dim=4, alpha=2)),
+    ("locon", "resnet.conv1", dict(lora_dim=4, alpha=8)),
+])
+def test_gradients_equal_lycoris(block, algo, name, kw):
+    """One training step's gradients: ours, laid out as LyCORIS's tensors by to_lycoris (a pure
+    re-layout here), equal LyCORIS's own."""
+    model, lyco, state = _lycoris_model(block, [name], algo, **kw)
+    adapted = from_lycoris(state, copy.deepcopy(block), factored=False)
+    xs = _inputs(block, [name], seed=2)
+    model(xs)[name].pow(2).sum().backward()
+    adapted(xs)[name].pow(2).sum().backward()
+    ours = to_lycoris(adapted.spec, {k: p.grad for k, p in adapted.adapter.items()})
+    theirs = {f"{lyco[name].lora_name}.{k}": p.grad for k, p in lyco[name].named_parameters()}
+    assert set(theirs) <= set(ours)
+    for key, grad in theirs.items():
+        err = _rel(ours[key], grad)
+        _record(f"{algo} gradients, LyCORIS vs superlora_tn", err)
+        assert err < 4 * TOL, (key, err)
 
 
 # ------------------------------------------------------------------ we write, LyCORIS reads
