@@ -223,6 +223,17 @@ def test_kohya_names_map_to_model_modules(block):
     assert all(torch.equal(back[k], v) for k, v in state.items())
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_file_round_trips_in_its_dtype(block, dtype):
+    """LyCORIS's save_weights(dtype=...) casts every tensor, alpha included; the round trip keeps it."""
+    _, _, state = _lycoris_model(block, ["attn.to_q", "resnet.conv1"], "lokr", lora_dim=4, alpha=2, decompose_both=True, factor=8)
+    state = {k: v.to(getattr(torch, dtype)) for k, v in state.items()}
+    spec, params = from_lycoris(state)
+    assert {p.dtype for p in params.values()} == {getattr(torch, dtype)}
+    back = to_lycoris(spec, params)
+    assert all(back[k].dtype == v.dtype and torch.equal(back[k], v) for k, v in state.items())
+
+
 def test_big_sd_conv_parity():
     torch.manual_seed(1)
     base = Block(big=True)
