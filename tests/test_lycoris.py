@@ -221,6 +221,13 @@ def test_kohya_names_map_to_model_modules(block):
     assert adapted.spec.target_shapes["resnet.conv1"] == (640, 320, 3, 3)
     back = to_lycoris(adapted, prefix="lora_unet")
     assert all(torch.equal(back[k], v) for k, v in state.items())
+    # a kohya file also holds text-encoder modules: with the UNet, pick the UNet's
+    state["lora_te_encoder_q.lokr_w1"] = torch.ones(2, 2)
+    state["lora_te_encoder_q.lokr_w2"] = torch.ones(2, 2)
+    with pytest.raises(SpecError, match="modules="):
+        from_lycoris(state, copy.deepcopy(block))
+    unet = from_lycoris(state, copy.deepcopy(block), modules=["attn.to_q", "lora_unet_resnet_conv1"])
+    assert list(unet.spec.target_shapes) == ["attn.to_q", "resnet.conv1"]
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

@@ -66,15 +66,7 @@ def from_lycoris(source: Any, model: Any = None, *, modules: Any = None, mixed: 
     """
     if mixed not in ("dense", "error"):
         raise SpecError("mixed", mixed, '"dense" or "error"')
-    layers = read_layers(load_state(source), model)
-    if modules is not None:
-        if isinstance(modules, str) or not all(isinstance(m, str) for m in modules):
-            raise SpecError("modules", modules, "None or a list of LyCORIS module names / module paths")
-        wanted = set(modules)
-        unknown = sorted(wanted - {la.key for la in layers} - {la.name for la in layers})
-        if unknown:
-            raise SpecError("modules", unknown, f"modules of the file ({', '.join(la.key for la in layers[:3])}, ...)")
-        layers = [la for la in layers if la.key in wanted or la.name in wanted]
+    layers = read_layers(load_state(source), model, modules)
     algos = sorted({layer.algo for layer in layers})
     if len(algos) != 1:
         raise SpecError("state_dict", algos, "one algorithm per conversion (pick each one's modules with modules=[...])")

@@ -86,8 +86,12 @@ def _inferred_shape(layer: Layer) -> tuple[int, ...]:
     return (a * int(t["lokr_w2_a"].shape[0]), c * int(t["lokr_w2_b"].reshape(t["lokr_w2_b"].shape[0], -1).shape[1]))
 
 
-def read_layers(state: Mapping[str, Any], model: Any) -> list[Layer]:
-    """The file's modules in file order, each checked (algorithm, shapes) and named."""
+def read_layers(state: Mapping[str, Any], model: Any, modules: Any = None) -> list[Layer]:
+    """The file's modules in file order (only ``modules``: LyCORIS names or module paths), each
+    checked (algorithm, shapes) and named."""
+    if modules is not None and (isinstance(modules, str) or not all(isinstance(m, str) for m in modules)):
+        raise SpecError("modules", modules, "None or a list of LyCORIS module names / module paths")
+    wanted = None if modules is None else set(modules)
     by_key: dict[str, dict[str, Any]] = {}
     for key, value in state.items():
         if not isinstance(key, str) or "." not in key:
@@ -106,11 +110,14 @@ def read_layers(state: Mapping[str, Any], model: Any) -> list[Layer]:
                     names.setdefault(lycoris_module_name(name, prefix), (name, module))
     layers = []
     for key, tensors in by_key.items():
+        if wanted is not None and key not in wanted and names.get(key, (key,))[0] not in wanted:
+            continue
         layer = Layer(key, key, _algo(key, set(tensors)), tensors)
         shape = _inferred_shape(layer)
         if model is not None:
             if key not in names:
-                raise SpecError("state_dict module", key, f"a module of the model ({', '.join(list(names)[:3])}, ...)")
+                raise SpecError("state_dict module", key, f"a module of the model ({', '.join(list(names)[:3])}, ...); "
+                                "modules=[...] converts a subset (e.g. the lora_unet_ modules with the UNet)")
             layer.name, module = names[key]
             weight = getattr(module, "weight", None)
             if weight is None or math.prod(weight.shape) != math.prod(shape) or weight.shape[0] != shape[0]:
@@ -121,6 +128,9 @@ def read_layers(state: Mapping[str, Any], model: Any) -> list[Layer]:
             layer.kernel_known = False
         layer.shape = shape
         layers.append(layer)
+    unknown = sorted((wanted or set()) - {la.key for la in layers} - {la.name for la in layers})
+    if unknown:
+        raise SpecError("modules", unknown, f"modules of the file ({', '.join(list(by_key)[:3])}, ...)")
     return layers
 
 
