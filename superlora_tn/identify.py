@@ -100,6 +100,8 @@ def reduces_to(spec: SuperLoRA) -> list[str]:
         names = []
         if M == 2 and _weightwise(spec):
             names.append("lora")
+        if M > 2 and _shape_folded(spec) and all(_kernel_modes_identity(g.factors[0]) for g in spec.groups):
+            names.append("lora")  # Tucker LoCon (LyCORIS lora_mid): rank r in the (out, in*k) matrix view
         if M == 3 and _stacked(spec) and not ({1, 2} & set(f0.identity_modes)):
             names.append("lotr")
         if f0.structure == "cp":

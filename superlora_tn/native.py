@@ -131,8 +131,11 @@ def to_native(spec: SuperLoRA, params: Mapping[str, Any], name: str | None = Non
         fs = g.factors
         if name == "lora":
             t = g.segments[0].target
-            x = _factor_native(fs[0], params, g, 0)
-            if isinstance(x, tuple):
+            x = _factor_native(fs[0], params, g, 0) if len(fs[0].shape) == 2 else None
+            if x is None:  # Tucker conv (LoCon lora_mid): A = core x_2 A1, its (r0, in, k...) view flattened
+                core, A1 = _p(params, g, 0, "core"), _p(params, g, 0, "A1")
+                B, A = _p(params, g, 0, "A0"), ref.mode_product(core, A1, 1).reshape(core.shape[0], -1)
+            elif isinstance(x, tuple):
                 B, A = x
             else:  # tucker (r0, r1) core, maybe with one identity mode
                 core = _p(params, g, 0, "core")

@@ -204,13 +204,30 @@ def test_lycoris_file_read_by_us(block, algo, kw, tmp_path):
     _check_read(block, CONV, algo, kw)
 
 
-@pytest.mark.parametrize("algo", ["lokr", "loha"])
+@pytest.mark.parametrize("algo", ["lokr", "loha", "locon"])
 def test_tucker_conv_files_read_by_us(block, algo):
     kw = dict(lora_dim=4, alpha=2, use_tucker=True)
     spec = _check_read(block, ["resnet.conv1"], algo, kw, label=" (Tucker)")
-    assert spec.config["fold"] == "shape" and spec.identify() == algo
+    assert spec.config["fold"] == "shape" and spec.identify() == {"locon": "lora"}.get(algo, algo)
     f = spec.groups[0].factors[-1]
     assert f.structure == "tucker" and f.identity_modes == (2, 3)
+
+
+def test_tucker_locon_next_to_plain_layers_becomes_exact_pairs(block):
+    """use_tucker gives lora_mid only to kernels > 1: the 1x1 conv stays plain, and the 3x3 layer's
+    (up, mid, down) becomes the exact pair (up, mid x_2 down), rank r, in one LoRA spec."""
+    _, lyco, state = _lycoris_model(block, CONV, "locon", lora_dim=4, alpha=2, use_tucker=True)
+    assert "lycoris_resnet_conv1.lora_mid.weight" in state and "lycoris_resnet_conv_skip.lora_mid.weight" not in state
+    spec, params = from_lycoris(state)
+    assert spec.identify() == "lora" and spec.config["structure"] == "lora"
+    deltas = spec.contract(params)
+    for n in CONV:
+        want = _forward_dw(lyco[n])
+        err = _rel(deltas[lycoris_module_name(n)].reshape(want.shape), want)
+        _record("locon dW, LyCORIS file -> superlora_tn (Tucker among plain)", err)
+        assert err < TOL
+    with pytest.raises(SpecError, match="mixed"):
+        from_lycoris(state, mixed="error")
 
 
 def test_kohya_names_map_to_model_modules(block):
@@ -318,7 +335,7 @@ def test_our_file_read_by_lycoris(block, algo, make, tmp_path):
         assert _rel(spec2_deltas[lycoris_module_name(n)].reshape(-1), deltas[n].reshape(-1)) < TOL
 
 
-@pytest.mark.parametrize("case", ["tucker", "unbalanced", "loha-tucker"])
+@pytest.mark.parametrize("case", ["tucker", "unbalanced", "loha-tucker", "locon-tucker"])
 def test_our_file_loaded_into_lycoris_modules(block, case, tmp_path):
     """LyCORIS 4.1.3's create_lycoris_from_weights cannot rebuild Tucker LoKr (it reads lora_dim from
     lokr_w2_a) nor unbalanced files: they load into modules built with the training config, as
@@ -331,8 +348,11 @@ def test_our_file_loaded_into_lycoris_modules(block, case, tmp_path):
     elif case == "unbalanced":
         spec, kw, algo = variants.lokr({name: shape}, 4, 16, alpha=2.0, factorization="lycoris-unbalanced"), \
             dict(factor=16, unbalanced_factorization=True), "lokr"
-    else:
+    elif case == "loha-tucker":
         spec, kw, algo = variants.loha({name: shape}, 4, alpha=2.0, conv_tucker=True), dict(use_tucker=True), "loha"
+    else:
+        spec = slt.SuperLoRA({name: shape}, rank=4, alpha=2.0, structure="tucker", fold="shape", identity_modes=(2, 3))
+        kw, algo = dict(use_tucker=True), "locon"
     params = _ours(spec)
     state = to_lycoris(spec, params, tmp_path / "ours.safetensors")
     model = copy.deepcopy(block)
@@ -363,7 +383,7 @@ def lycoris_settings(draw):
                   unbalanced_factorization=draw(st.booleans()), use_scalar=draw(st.booleans()))
     if algo != "locon":
         kw["rs_lora"] = draw(st.booleans())
-    if kernel == 3 and algo != "locon":
+    if kernel == 3:
         kw["use_tucker"] = draw(st.booleans())
     return algo, out, inp, kernel, kw
 
@@ -395,7 +415,7 @@ def test_hypothesis_lycoris_settings_read_and_written_back(setting, seed):
 
 # ------------------------------------------------------------------ refused and malformed input
 @pytest.mark.parametrize(("leaf", "algorithm"), [("dora_scale", "DoRA"), ("oft_blocks", "OFT"), ("a1.weight", "GLoRA"),
-                                                 ("lora_mid.weight", "Tucker LoCon"), ("diff", "full")])
+                                                 ("lokr_t1", "Tucker w1"), ("diff", "full")])
 def test_other_algorithms_are_refused_by_name(leaf, algorithm):
     state = {"lycoris_m.lora_up.weight": torch.ones(4, 2), "lycoris_m.lora_down.weight": torch.ones(2, 4),
              f"lycoris_m.{leaf}": torch.ones(1)}

@@ -19,8 +19,8 @@ Conventions (docs/lycoris.md has the tables):
   another; Tucker conv layers next to Linear ones) are held in the common exact form: the full
   product (``mixed="dense"``, default), or refused (``mixed="error"``). Smaller ranks are padded
   with zero columns to the largest (exact) and per-layer alpha / r become per-target scales.
-- DoRA (``dora_scale``), Tucker LoCon (``lora_mid``), GLoRA, (B)OFT, IA3, full/diff and norm
-  modules are refused, naming the algorithm.
+- DoRA (``dora_scale``), LoKr with a Tucker w1 (``lokr_t1``), GLoRA, (B)OFT, IA3, full/diff and
+  norm modules are refused, naming the algorithm.
 
 >>> import torch
 >>> from superlora_tn.interop.lycoris import from_lycoris, to_lycoris
@@ -111,11 +111,16 @@ def to_lycoris(spec: Any, params: Mapping[str, Any] | None = None, path: Any = N
     tp = {k: as_torch(v) for k, v in params.items()}
     if dtype is not None:
         tp = {k: v.to(dtype) for k, v in tp.items()}
+    native = None
+    if kind == "lora" and any(len(g.fold) == 2 for g in spec.groups):
+        from ..native import to_lora
+
+        native = to_lora(spec, tp)  # (A, B, scale) per target, whatever holds the LoRA (lora, cp, a Tucker core)
     state: dict[str, Any] = {}
     for g in spec.groups:
         target = spec._by_name[g.segments[0].target]
         key = lycoris_module_name(target.name, prefix)
-        for leaf, value in WRITERS[kind](spec, g, target, tp).items():
+        for leaf, value in WRITERS[kind](spec, g, target, tp, native).items():
             state[f"{key}.{leaf}"] = value.contiguous()
     if path is not None:
         from safetensors.torch import save_file

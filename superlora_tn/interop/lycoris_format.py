@@ -18,13 +18,12 @@ __all__ = ["KERNELS", "LOHA_LEAVES", "LOKR_LEAVES", "LORA_LEAVES", "PREFIXES", "
 #: Module-name prefixes of LyCORIS (``create_lycoris``) and kohya sd-scripts files.
 PREFIXES = ("lycoris", "lora_unet", "lora_te1", "lora_te2", "lora_te3", "lora_te")
 #: The keys (leaves after the module name) each algorithm's modules hold.
-LORA_LEAVES = {"lora_up.weight", "lora_down.weight", "alpha"}
+LORA_LEAVES = {"lora_up.weight", "lora_down.weight", "lora_mid.weight", "alpha"}
 LOKR_LEAVES = {"lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2", "alpha"}
 LOHA_LEAVES = {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2", "alpha"}
 #: Leaves of LyCORIS algorithms that are not SuperLoRA settings, and the algorithm each names.
 REFUSED = {
     "dora_scale": "DoRA weight decomposition (dora_wd)",
-    "lora_mid.weight": "Tucker LoCon (lora_mid, use_tucker with algo=locon)",
     "lokr_t1": "LoKr with a Tucker w1 (lokr_t1)",
     "oft_blocks": "OFT/BOFT", "oft_diag": "OFT (diag-oft)", "rescale": "OFT/BOFT (rescaled)",
     "a1.weight": "GLoRA", "a2.weight": "GLoRA", "b1.weight": "GLoRA", "b2.weight": "GLoRA", "bm.weight": "GLoRA",

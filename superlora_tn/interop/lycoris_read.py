@@ -72,7 +72,8 @@ def _inferred_shape(layer: Layer) -> tuple[int, ...]:
     t = layer.t
     if layer.algo == "lora":
         up, down = t["lora_up.weight"], t["lora_down.weight"]
-        return (int(up.shape[0]), *map(int, down.shape[1:]))
+        kernel = t["lora_mid.weight"].shape[2:] if "lora_mid.weight" in t else down.shape[2:]
+        return (int(up.shape[0]), int(down.shape[1]), *map(int, kernel))
     if layer.algo == "loha":
         if "hada_t1" in t:
             return (int(t["hada_w1_a"].shape[1]), int(t["hada_w1_b"].shape[1]), *map(int, t["hada_t1"].shape[2:]))
@@ -153,18 +154,35 @@ def _check(spec: SuperLoRA, params: dict[str, Any]) -> tuple[SuperLoRA, dict[str
 
 
 def _lora_spec(layers: list[Layer], cast: Any, seed: int, mixed: str) -> tuple[SuperLoRA, dict[str, Any]]:
+    """LoRA/LoCon: A0 = up, A1 = down^T (kernel flattened). Tucker LoCon (``lora_mid``) on every
+    layer: ``fold="shape"``, core = mid, A1 = down^T; among plain layers it becomes the exact pair
+    (up, mid x_2 down) of rank r."""
+    import torch
+
     R = max(layer.rank or 1 for layer in layers)
-    spec = SuperLoRA([(la.name, la.shape) for la in layers], rank=R, structure="lora", seed=seed, **_scale_args(layers, R))
+    targets = [(la.name, la.shape) for la in layers]
+    tucker = _tucker_layers(layers, "lora_mid.weight", mixed)
+    if tucker:
+        spec = SuperLoRA(targets, rank=R, structure="tucker", fold="shape", identity_modes=tuple(range(2, len(layers[0].shape))),
+                         seed=seed, **_scale_args(layers, R))
+    else:
+        spec = SuperLoRA(targets, rank=R, structure="lora", seed=seed, **_scale_args(layers, R))
     params = {}
     for g, la in zip(spec.groups, layers):
         up, down = cast(la.t["lora_up.weight"]), cast(la.t["lora_down.weight"])
-        params[f"{g.prefix}k0_A0"] = pad(up.reshape(up.shape[0], -1), R, 1)
-        params[f"{g.prefix}k0_A1"] = pad(down.reshape(down.shape[0], -1).T, R, 1)
+        up, down = up.reshape(up.shape[0], -1), down.reshape(down.shape[0], -1)
+        params[f"{g.prefix}k0_A0"] = pad(up, R, 1)
+        if tucker:
+            params[f"{g.prefix}k0_core"] = pad_core(cast(la.t["lora_mid.weight"]), R)
+        elif "lora_mid.weight" in la.t:
+            down = torch.einsum("ij...,jc->ic...", cast(la.t["lora_mid.weight"]), down).reshape(down.shape[0], -1)
+        params[f"{g.prefix}k0_A1"] = pad(down.T, R, 1)
     return _check(spec, params)
 
 
 def _tucker_layers(layers: list[Layer], core: str, mixed: str) -> bool:
-    """True when every layer is a Tucker conv layer of one order; SpecError/False when only some are."""
+    """True when every layer is a Tucker conv layer of one order; SpecError (``mixed="error"``) or
+    False when only some are."""
     tucker = [core in la.t for la in layers]
     if all(tucker) and len({len(la.shape) for la in layers}) == 1:
         return True

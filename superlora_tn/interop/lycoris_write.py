@@ -40,16 +40,25 @@ def _alpha(spec: SuperLoRA, name: str, r: int, like: Any) -> Any:
     return torch.tensor(value, dtype=like.dtype if like.is_floating_point() else torch.float32)
 
 
-def _write_lora(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any]) -> dict[str, Any]:
-    B, A = tp[f"{g.prefix}k0_A0"], tp[f"{g.prefix}k0_A1"]
-    r = B.shape[1]
+def _write_lora(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any], native: Any = None) -> dict[str, Any]:
+    """LoRA/LoCon (A, B from ``native``, ``native.to_lora`` of the spec: any LoRA-shaped factor, cp
+    or a Tucker core included); a Tucker conv factor (``fold="shape"``) as LyCORIS's Tucker LoCon:
+    1x1 down and up around the lora_mid core."""
     shape = target.shape
-    up = B if len(shape) == 2 else B.reshape(shape[0], r, *(1,) * (len(shape) - 2))
-    down = A.T if len(shape) == 2 else A.T.reshape(r, *shape[1:])
-    return {"lora_up.weight": up, "lora_down.weight": down, "alpha": _alpha(spec, target.name, r, B)}
+    ones = (1,) * (len(shape) - 2)
+    if len(g.fold) > 2:
+        B, A1 = tp[f"{g.prefix}k0_A0"], tp[f"{g.prefix}k0_A1"]
+        down, mid = A1.T.reshape(A1.shape[1], shape[1], *ones), tp[f"{g.prefix}k0_core"]
+        out = {"lora_up.weight": B.reshape(shape[0], B.shape[1], *ones), "lora_down.weight": down, "lora_mid.weight": mid}
+    else:
+        A, B, _ = native[target.name]
+        up = B if len(shape) == 2 else B.reshape(shape[0], B.shape[1], *ones)
+        out = {"lora_up.weight": up, "lora_down.weight": A if len(shape) == 2 else A.reshape(A.shape[0], *shape[1:])}
+    out["alpha"] = _alpha(spec, target.name, B.shape[1], B)
+    return out
 
 
-def _write_loha(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any]) -> dict[str, Any]:
+def _write_loha(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any], native: Any = None) -> dict[str, Any]:
     out = {}
     p = g.prefix
     R = max(f.ranks[0] for f in g.factors)
@@ -64,7 +73,7 @@ def _write_loha(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any]) -> 
     return out
 
 
-def _write_lokr(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any]) -> dict[str, Any]:
+def _write_lokr(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any], native: Any = None) -> dict[str, Any]:
     """LyCORIS's module for this layer: its dense/low-rank choice replayed (``make_module_from_state_dict``)."""
     import torch
 
@@ -115,5 +124,5 @@ def _dense_factor(f: Any, p: str, tp: Mapping[str, Any]) -> Any:
     return torch.einsum("ij...,pi,rj->pr...", core, tp[p + "A0"], tp[p + "A1"])
 
 
-#: The writer of each algorithm: (spec, group, target, torch params) -> {leaf: tensor}.
+#: The writer of each algorithm: (spec, group, target, torch params, native LoRA pairs or None) -> {leaf: tensor}.
 WRITERS = {"lora": _write_lora, "lokr": _write_lokr, "loha": _write_loha}
