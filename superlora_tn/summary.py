@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .factored import factored_targets
+
 if TYPE_CHECKING:
     from .spec import SuperLoRA
 
@@ -59,4 +61,5 @@ def summary(spec: SuperLoRA) -> str:
         lines.insert(2 + MAX_ROWS - 2, f"... ({len(rows) - MAX_ROWS} more groups)")
     batches = spec.plan().batches
     lines.append(f"plan: {len(batches)} batched contraction(s) for {len(rows)} groups")
+    lines.append(f"training: {factored_targets(spec)} of {len(spec.targets)} targets can apply factored (no dW built)")
     return "\n".join(lines)
