@@ -75,7 +75,7 @@ class Candidate:
 
 
 DISPLAY_NAMES = {"dense": "dense", "lora": "LoRA", "lokr": "LoKr", "lonkr": "LoNKr", "lotr": "LoTR",
-                 "lorta": "LoRTA", "cp": "CP", "superlora": "SuperLoRA"}
+                 "lorta": "LoRTA", "cp": "CP", "loha": "LoHa", "superlora": "SuperLoRA"}
 
 
 def variant_of(kwargs: Mapping[str, Any], targets: Mapping[str, Sequence[int]]) -> str:

@@ -141,7 +141,7 @@ def to_lora_spec(spec: SuperLoRA, params: Mapping[str, Any], rank: int | None = 
             native = to_lora(spec, _np(params))
             pairs = {t: (A, B * s) for t, (A, B, s) in native.items()}
             return _finish(spec, params, _lora_from_pairs(spec, pairs, True, "exact: already LoRA"))
-        if "lokr" in names:
+        if "lokr" in names and all(len(g.fold) == 2 for g in spec.groups):  # a Tucker conv LoKr goes by SVD
             return lokr_to_lora(spec, params)
         if "lotr" in names:
             return lotr_to_lora(spec, params)

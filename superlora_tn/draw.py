@@ -3,7 +3,9 @@ indices), then the stages that turn their Kronecker product into the group's ent
 projection, shuffle, targets). Matplotlib with the Agg backend; PNG or SVG by file suffix.
 
 The drawing is generic over the IR: an index shared by two tensors is a bond, an index shared
-by more (CP's rank) meets at a black super-diagonal dot, an output index is an open leg.
+by more (CP's rank) meets at a black super-diagonal dot, an output index is an open leg. With
+``compose="hadamard"`` (LoHa) the factors share the output indices: each shared index is a
+hyperedge, drawn as a black dot below the factors joining their legs, with one open leg.
 
 >>> import superlora_tn as slt, tempfile, os
 >>> spec = slt.SuperLoRA({"q": (64, 64)}, splits=2, rank=4)
@@ -85,7 +87,8 @@ def factor_layout(net: GroupNetwork, k: int) -> dict[str, Any]:
 
 
 def _stages(spec: SuperLoRA, net: GroupNetwork) -> list[str]:
-    stages = [f"(x) Kronecker\n{' x '.join(map(str, net.kron_shape))}"]
+    product = "(.) Hadamard" if net.compose == "hadamard" else "(x) Kronecker"
+    stages = [f"{product}\n{' x '.join(map(str, net.kron_shape))}"]
     if net.kron_shape != net.fold or math.prod(net.fold) != net.generated:
         stages.append(f"cut to fold\n{' x '.join(map(str, net.fold))}\nkeep n'={net.generated}")
     if net.projection is not None:
@@ -122,6 +125,7 @@ def draw(spec: SuperLoRA, group: int = 0, path: str | Path | None = None) -> Any
     ax.axis("off")
     ax.text(mid, 2.7, f"group {group}: {net.equation}   ({net.num_params} params)",
             ha="center", va="center", fontsize=11, family="monospace")
+    leg_ends: dict[str, list[tuple[float, float]]] = {}
     for k, factor in enumerate(net.factors):
         ox = SPACING * k
         lay = factor_layout(net, k)
@@ -144,6 +148,7 @@ def draw(spec: SuperLoRA, group: int = 0, path: str | Path | None = None) -> Any
             ax.plot([x0, x1], [y0, y1], color="royalblue", lw=1.5, zorder=1)
             ax.text(x1 + 0.2 * math.cos(angle), y1 + 0.2 * math.sin(angle), text, fontsize=8, color="royalblue",
                     ha="center", va="center")
+            leg_ends.setdefault(text.split("=")[0], []).append((x1, y1))
         for x, y, kind, label in lay["nodes"].values():
             size = 0.12 if kind == "hub" else 0.28
             patch = FancyBboxPatch((ox + x - size, y - size), 2 * size, 2 * size, zorder=2, fc=COLORS.get(kind, "white"), ec="black",
@@ -152,7 +157,17 @@ def draw(spec: SuperLoRA, group: int = 0, path: str | Path | None = None) -> Any
             if label:
                 ax.text(ox + x, y, label, ha="center", va="center", fontsize=8, zorder=3)
         if k < K - 1:
-            ax.text(ox + SPACING / 2, 0, "(x)", ha="center", va="center", fontsize=14, weight="bold")
+            ax.text(ox + SPACING / 2, 0, "(.)" if net.compose == "hadamard" else "(x)", ha="center", va="center",
+                    fontsize=14, weight="bold")
+    if net.compose == "hadamard" and K > 1:  # hyperedges: each output index joins the legs of every factor
+        M = len(net.output)
+        gap = min(2.8, (width - 2.5) / M)
+        for j, sym in enumerate(net.output):
+            hx, hy = mid + (j - (M - 1) / 2) * gap, -2.45
+            for x1, y1 in leg_ends.get(sym, []):
+                ax.plot([x1, hx], [y1, hy], color="royalblue", lw=1.0, ls="--", zorder=1)
+            ax.add_patch(FancyBboxPatch((hx - 0.12, hy - 0.12), 0.24, 0.24, boxstyle="circle,pad=0", fc="black", zorder=2))
+            ax.text(hx + 0.22, hy - 0.12, f"{sym}={net.fold[j]} (hyperedge)", fontsize=8, color="royalblue", ha="left", va="top")
     step = width / len(stages)
     for i, text in enumerate(stages):
         cx = mid - width / 2 + step * (i + 0.5)

@@ -8,6 +8,8 @@ Pure integer arithmetic: nothing here allocates an array.
 (24, 32)
 >>> mode_split(7, 2, exact=False)
 (3, 3)
+>>> peft_factorization(320, 32), lycoris_factorization(320, 32)
+((32, 10), (10, 32))
 """
 
 from __future__ import annotations
@@ -15,10 +17,21 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+from .errors import SpecError
+
+#: Conventions for splitting a weight's modes into the two LoKr factors (``SuperLoRA(factorization=...)``).
+#: "peft": PEFT's ``factorization`` (a dividing factor first, as is). "lycoris": LyCORIS 4.x's (the pair
+#: always sorted, smaller first; kernel modes whole in the second factor). "lycoris-unbalanced": LyCORIS
+#: with ``unbalanced_factorization=True`` (the output pair reversed: larger first).
+FACTORIZATIONS = ("peft", "lycoris", "lycoris-unbalanced")
+
 __all__ = [
+    "FACTORIZATIONS",
     "balanced_factors",
     "ceil_root",
     "divisors",
+    "lycoris_factorization",
+    "lycoris_splits",
     "mode_split",
     "peft_factorization",
 ]
@@ -71,11 +84,11 @@ def balanced_factors(n: int, k: int) -> tuple[int, ...]:
 
 
 def peft_factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
-    """The split PEFT and LyCORIS use for LoKr, ``factor`` semantics included.
+    """The split PEFT uses for LoKr, ``factor`` semantics included (LyCORIS 4.x: :func:`lycoris_factorization`).
 
     A positive ``factor`` that divides ``dimension`` is returned first, as is, even when it is the
-    larger one (PEFT/LyCORIS: ``factorization(12, 4) == (4, 3)``); any other positive ``factor``
-    caps the smaller factor, and the result is (smaller, larger).
+    larger one (PEFT: ``factorization(12, 4) == (4, 3)``; LyCORIS 4.x sorts it); any other positive
+    ``factor`` caps the smaller factor, and the result is (smaller, larger).
     """
     if factor > 0 and dimension % factor == 0:
         return (factor, dimension // factor)
@@ -107,3 +120,49 @@ def mode_split(n: int, k: int, *, exact: bool, factor: int = -1) -> tuple[int, .
     side = ceil_root(n, k)
     useful = (min(split) > 1 or n < 2**k) and max(split) <= 2 * side
     return split if useful else (side,) * k
+
+
+def lycoris_factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
+    """LyCORIS 4.x ``lycoris.functional.factorization``: like PEFT's, but the pair is always sorted.
+
+    A positive ``factor`` dividing ``dimension`` gives ``(factor, dimension // factor)`` sorted
+    (smaller first); otherwise the most balanced divisor pair whose smaller factor is at most
+    ``factor`` (``-1``: no cap), smaller first.
+
+    >>> lycoris_factorization(320, 32), lycoris_factorization(768, -1), lycoris_factorization(127, 8)
+    ((10, 32), (24, 32), (1, 127))
+    """
+    if factor > 0 and dimension % factor == 0:
+        m, n = factor, dimension // factor
+        return (m, n) if m <= n else (n, m)
+    return peft_factorization(dimension, factor)
+
+
+def lycoris_splits(shape: tuple[int, ...], fold: tuple[int, ...], convention: str, factor: int = -1) -> list[tuple[int, int]]:
+    """Per fold mode, the (first, second) Kronecker factor sizes LyCORIS's LoKr uses for a weight.
+
+    ``shape`` is the weight (out, in, *kernel), ``fold`` one of its folds: the natural
+    (out, in * k), (out, in, k) with k = prod(kernel), or the weight shape itself. out and in
+    are split by :func:`lycoris_factorization` (out reversed for ``"lycoris-unbalanced"``);
+    kernel sizes go whole to the second factor, as LyCORIS's w2 (or its Tucker core) holds them.
+
+    >>> lycoris_splits((320, 640, 3, 3), (320, 640 * 9), "lycoris")
+    [(16, 20), (20, 288)]
+    >>> lycoris_splits((320, 640, 3, 3), (320, 640, 3, 3), "lycoris-unbalanced")
+    [(20, 16), (20, 32), (1, 3), (1, 3)]
+    """
+    if convention not in FACTORIZATIONS[1:]:
+        raise SpecError("factorization", convention, f"one of {FACTORIZATIONS[1:]} for lycoris_splits")
+    out, inp, kernel = shape[0], (shape[1] if len(shape) > 1 else 1), math.prod(shape[2:])
+    a, b = lycoris_factorization(out, factor)
+    if convention == "lycoris-unbalanced":
+        a, b = b, a
+    c, d = lycoris_factorization(inp, factor)
+    if fold == (out, inp * kernel):
+        return [(a, b), (c, d * kernel)]
+    if fold == (out, inp, kernel):
+        return [(a, b), (c, d), (1, kernel)]
+    if fold == tuple(shape) and len(shape) >= 2:
+        return [(a, b), (c, d), *((1, k) for k in shape[2:])]
+    expected = f"(out, in*k) = {(out, inp * kernel)}, (out, in, k) = {(out, inp, kernel)} or the weight shape {tuple(shape)}"
+    raise SpecError("fold", fold, f"a LyCORIS LoKr fold of a weight {tuple(shape)}: {expected}")

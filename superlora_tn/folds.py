@@ -19,7 +19,7 @@ from .validate import is_positive_int
 
 __all__ = ["FOLDS", "balanced_fold", "fold_shape", "natural_fold"]
 
-FOLDS = ("natural", "balanced", "stack")
+FOLDS = ("natural", "balanced", "stack", "shape")
 
 
 def natural_fold(matrix_shape: tuple[int, int], order: int) -> tuple[int, ...]:
@@ -58,6 +58,11 @@ def fold_shape(
                 '(the natural fold needs groups="weight" and projection=None)',
             )
         return natural_fold(targets[segments[0].target].matrix_shape, order)
+    if fold == "shape":  # the weight's own shape, e.g. a conv kernel (out, in, kh, kw)
+        if len(segments) != 1 or not whole or projected:
+            raise SpecError("fold", fold, f'"balanced", "stack" or a tuple: group {group} is not one whole target without '
+                            'projection (the shape fold needs groups="weight" and projection=None)')
+        return targets[segments[0].target].shape
     if fold == "balanced":
         return balanced_fold(generated, order)
     if fold == "stack":

@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "from_cp", "from_dense", "from_lokr", "from_lonkr", "from_lora", "from_lorta", "from_lotr", "from_native",
-    "reference_deltas", "to_cp", "to_dense", "to_lokr", "to_lonkr", "to_lora", "to_lorta", "to_lotr", "to_native",
+    "reference_deltas", "to_cp", "to_dense", "to_loha", "to_lokr", "to_lonkr", "to_lora", "to_lorta", "to_lotr", "to_native",
 ]
 
-TARGET_LEVEL = ("dense", "lora", "lokr")  # native parameters keyed by target; the others by group index
+TARGET_LEVEL = ("dense", "lora", "lokr", "loha")  # native parameters keyed by target; the others by group index
 
 
 def _p(params: Mapping[str, Any], g: GroupNetwork, k: int, local: str) -> Any:
@@ -109,6 +109,7 @@ def to_native(spec: SuperLoRA, params: Mapping[str, Any], name: str | None = Non
     lotr        group     (U (o, r1), cores (L, r1, r2), V (i, r2), scale)       ``lotr_deltas``
     lorta       group     (core, [A_m or None (identity)], scale)                ``tucker_to_tensor``
     cp          group     ([A_m (n_m, r)], scale)                                ``cp_to_tensor``
+    loha        target    (w1, w2, scale), each a (w_a, w_b) pair or a tensor    ``loha_delta``
     ==========  ========  =====================================================  ======================
 
     ``scale`` is alpha / r (times the target's own scale for target-level variants; group-level
@@ -130,8 +131,11 @@ def to_native(spec: SuperLoRA, params: Mapping[str, Any], name: str | None = Non
         fs = g.factors
         if name == "lora":
             t = g.segments[0].target
-            x = _factor_native(fs[0], params, g, 0)
-            if isinstance(x, tuple):
+            x = _factor_native(fs[0], params, g, 0) if len(fs[0].shape) == 2 else None
+            if x is None:  # Tucker conv (LoCon lora_mid): A = core x_2 A1, its (r0, in, k...) view flattened
+                core, A1 = _p(params, g, 0, "core"), _p(params, g, 0, "A1")
+                B, A = _p(params, g, 0, "A0"), ref.mode_product(core, A1, 1).reshape(core.shape[0], -1)
+            elif isinstance(x, tuple):
                 B, A = x
             else:  # tucker (r0, r1) core, maybe with one identity mode
                 core = _p(params, g, 0, "core")
@@ -142,7 +146,7 @@ def to_native(spec: SuperLoRA, params: Mapping[str, Any], name: str | None = Non
                 else:
                     B, A = (core if A0 is None else A0 @ core), A1.T
             out[t] = (A, B, spec.target_scale(t))
-        elif name == "lokr":
+        elif name in ("lokr", "loha"):
             t = g.segments[0].target
             out[t] = (_factor_native(fs[0], params, g, 0), _factor_native(fs[1], params, g, 1), spec.target_scale(t))
         elif name == "lonkr":
@@ -174,7 +178,7 @@ def reference_deltas(spec: SuperLoRA, params: Mapping[str, Any], name: str | Non
     native = to_native(spec, params, name)
     be = _bk(params)
     if name in TARGET_LEVEL:
-        formula = {"dense": ref.dense_delta, "lora": ref.lora_delta, "lokr": _lokr_formula}[name]
+        formula = {"dense": ref.dense_delta, "lora": ref.lora_delta, "lokr": _lokr_formula, "loha": ref.loha_delta}[name]
         mats = {t: formula(*native[t]) for t in native}
     elif name == "lotr":
         mats = {}
@@ -216,6 +220,11 @@ def to_lora(spec: SuperLoRA, params: Mapping[str, Any]) -> dict[str, tuple]:
 def to_lokr(spec: SuperLoRA, params: Mapping[str, Any]) -> dict[str, tuple]:
     """{target: (w1, w2, scale)}, w a matrix or a (w_a, w_b) pair: ``reference.lokr_delta(*native[t])``."""
     return to_native(spec, params, "lokr")
+
+
+def to_loha(spec: SuperLoRA, params: Mapping[str, Any]) -> dict[str, tuple]:
+    """{target: (w1, w2, scale)}, w a (w_a, w_b) pair or a Tucker tensor: ``reference.loha_delta(*native[t])``."""
+    return to_native(spec, params, "loha")
 
 
 def to_lonkr(spec: SuperLoRA, params: Mapping[str, Any]) -> dict[int, tuple]:
@@ -283,7 +292,7 @@ def from_native(spec: SuperLoRA, native: Mapping[Any, Any], name: str | None = N
         return _from_dense(spec, native)
     for g in spec.groups:
         fs = g.factors
-        if name in ("lora", "lokr"):
+        if name in ("lora", "lokr", "loha"):
             t = g.segments[0].target
             item = tuple(native[t])
             if name == "lora":

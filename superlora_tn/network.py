@@ -11,6 +11,14 @@ coarse one. Surplus rows of a mode (when N_m > n_m) and surplus entries past n' 
 'ac,bc->ab'
 >>> net.num_params
 14
+
+With ``compose="hadamard"`` the factors share the output indices instead (a hyperedge network,
+LoHa's ``(A1 B1) * (A2 B2)``): every factor has the fold's shape and the einsum multiplies them
+entry-wise.
+
+>>> lora = FactorSpec("lora", (3, 4), (2, 2))
+>>> GroupNetwork(0, (), 12, 12, (3, 4), (lora, lora), None, compose="hadamard").equation
+'ac,bc,ad,bd->ab'
 """
 
 from __future__ import annotations
@@ -25,7 +33,11 @@ import opt_einsum
 from .layout import Segment
 from .structures import FactorSpec
 
-__all__ = ["GroupNetwork", "TensorNode", "path_cost"]
+__all__ = ["COMPOSITIONS", "GroupNetwork", "TensorNode", "path_cost"]
+
+#: How a group's factors combine: Kronecker product (each factor owns its output indices) or
+#: Hadamard product (all factors share the output indices: a network with hyperedges).
+COMPOSITIONS = ("kron", "hadamard")
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,7 @@ class GroupNetwork:
     factors: tuple[FactorSpec, ...]
     projection: Any  # a Projection or None
     prefix: str = field(default="")
+    compose: str = "kron"  # one of COMPOSITIONS
 
     def __post_init__(self) -> None:
         if not self.prefix:
@@ -66,12 +79,18 @@ class GroupNetwork:
             return opt_einsum.get_symbol(next(counter))
 
         K, M = len(self.factors), len(self.fold)
-        out = [[new_symbol() for _ in range(M)] for _ in range(K)]
+        if self.compose == "hadamard":  # one set of output indices, shared by every factor
+            shared = [new_symbol() for _ in range(M)]
+            out = [shared] * K
+        else:
+            out = [[new_symbol() for _ in range(M)] for _ in range(K)]
         nodes = []
         for k, factor in enumerate(self.factors):
             shapes = factor.param_shapes()
             for local, subs in factor.terms(tuple(out[k]), new_symbol).items():
                 nodes.append(TensorNode(f"{self.prefix}k{k}_{local}", shapes[local], subs))
+        if self.compose == "hadamard":
+            return tuple(nodes), "".join(out[0])
         output = "".join(out[k][m] for m in range(M) for k in range(K))
         return tuple(nodes), output
 
@@ -99,12 +118,16 @@ class GroupNetwork:
 
     @property
     def einsum_shape(self) -> tuple[int, ...]:
-        """Shape of the einsum's output: (n_11..n_K1, ..., n_1M..n_KM)."""
+        """Shape of the einsum's output: (n_11..n_K1, ..., n_1M..n_KM); hadamard: (n_1..n_M)."""
+        if self.compose == "hadamard":
+            return self.factors[0].shape
         return tuple(f.shape[m] for m in range(len(self.fold)) for f in self.factors)
 
     @property
     def kron_shape(self) -> tuple[int, ...]:
-        """(N_1..N_M): the Kronecker product's mode sizes, each >= the fold's."""
+        """(N_1..N_M): the Kronecker (or Hadamard) product's mode sizes, each >= the fold's."""
+        if self.compose == "hadamard":
+            return self.factors[0].shape
         return tuple(math.prod(f.shape[m] for f in self.factors) for m in range(len(self.fold)))
 
     @property
@@ -129,7 +152,7 @@ class GroupNetwork:
     def describe(self) -> str:
         """A one-line description: fold, splits, structures, equation, parameters."""
         structs = "x".join(f.structure for f in self.factors)
-        splits = " (x) ".join(str(f.shape) for f in self.factors)
+        splits = (" (.) " if self.compose == "hadamard" else " (x) ").join(str(f.shape) for f in self.factors)
         return (
             f"group {self.index}: {self.size} entries, fold {self.fold}, factors {splits} "
             f"[{structs}], {self.equation}, {self.num_params} params"

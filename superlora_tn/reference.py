@@ -25,6 +25,7 @@ __all__ = [
     "cp_to_tensor",
     "dense_delta",
     "kron",
+    "loha_delta",
     "lokr_delta",
     "lonkr_delta",
     "lora_delta",
@@ -50,7 +51,17 @@ def lora_delta(A: Any, B: Any, scale: float = 1.0) -> Any:
 
 
 def kron(X: Any, Y: Any) -> Any:
-    """numpy.kron of two matrices (first factor coarse), by broadcasting: (a c, b d)."""
+    """numpy.kron of two matrices (first factor coarse), by broadcasting: (a c, b d).
+
+    Higher-order operands follow ``torch.kron`` as LyCORIS's ``make_kron`` calls it: X gets
+    trailing unit modes up to Y's order, then mode m of the result is (X_m Y_m), X coarse.
+    """
+    if len(X.shape) != 2 or len(Y.shape) != 2:
+        n = len(Y.shape)
+        X = X.reshape(*X.shape, *(1,) * (n - len(X.shape)))
+        xs = [s for d in X.shape for s in (d, 1)]
+        ys = [s for d in Y.shape for s in (1, d)]
+        return (X.reshape(*xs) * Y.reshape(*ys)).reshape(*(p * q for p, q in zip(X.shape, Y.shape)))
     a, b = X.shape
     c, d = Y.shape
     return (X[:, None, :, None] * Y[None, :, None, :]).reshape(a * c, b * d)
@@ -64,6 +75,15 @@ def lowrank(w: Any) -> Any:
 def lokr_delta(w1: Any, w2: Any, scale: float = 1.0) -> Any:
     """LoKr (LyCORIS / PEFT ``make_kron``): dW = scale * kron(w1, w2); w1, w2 matrices or (w_a, w_b) pairs."""
     return kron(lowrank(w1), lowrank(w2)) * scale
+
+
+def loha_delta(w1: Any, w2: Any, scale: float = 1.0) -> Any:
+    """LoHa (Hyeon-Woo et al., LyCORIS ``hada``): dW = scale * (w1_a @ w1_b) * (w2_a @ w2_b), entry-wise.
+
+    Each of w1, w2 is a (w_a, w_b) pair, a matrix, or a tensor (LyCORIS's Tucker conv LoHa rebuilds
+    each factor from its core ``hada_t``; pass the rebuilt (out, in, kh, kw) tensors).
+    """
+    return lowrank(w1) * lowrank(w2) * scale
 
 
 def lonkr_delta(factors: Sequence[Any], scale: float = 1.0) -> Any:

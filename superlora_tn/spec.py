@@ -17,11 +17,11 @@ from functools import cached_property
 from typing import Any
 
 from .errors import SpecError
-from .factorize import mode_split
+from .factorize import FACTORIZATIONS, lycoris_splits, mode_split
 from .folds import fold_shape
 from .layout import GroupingArg, group_segments
 from .limits import check_entries, check_fold_size, check_indices, check_modes
-from .network import GroupNetwork
+from .network import COMPOSITIONS, GroupNetwork
 from .projection import Projection
 from .structures import STRUCTURES, FactorSpec
 from .targets import Target, normalize_targets
@@ -39,7 +39,8 @@ class SuperLoRA:
         targets: ordered mapping name -> weight shape ((out, in), conv kernels (out, in, kh, kw)).
         groups: ``"weight"`` (one group per target), an int G (balanced contiguous chunks of
             dW_all), or a list of lists of target names.
-        fold: ``"natural"`` (rows/columns factored separately; weight-wise groups only),
+        fold: ``"natural"`` (rows/columns factored separately; weight-wise groups only), ``"shape"``
+            (each weight's own shape, e.g. a conv kernel (out, in, kh, kw); weight-wise groups only),
             ``"balanced"`` (equal sides), ``"stack"`` ((layers, out, in)) or an explicit shape.
         order: M, the number of modes of the fold (default 2; 3 for stack; len(shape) for a shape).
         splits: K, the number of Kronecker factors per group.
@@ -54,6 +55,11 @@ class SuperLoRA:
         exact_splits: always split modes by exact divisors (PEFT/LyCORIS LoKr), never truncate.
         split_factor: PEFT/LyCORIS ``decompose_factor`` for K = 2 (-1: most balanced).
         scale: optional per-target extra multiplier, name -> float.
+        factorization: how K = 2 splits a weight's modes: ``"peft"`` (default, ``split_factor``
+            as PEFT's ``decompose_factor``), ``"lycoris"`` or ``"lycoris-unbalanced"`` (LyCORIS
+            4.x's ``factorization`` and ``unbalanced_factorization``; weight-wise groups only).
+        compose: ``"kron"`` (the factors' Kronecker product) or ``"hadamard"`` (their entry-wise
+            product: every factor has the fold's shape and they share its indices; LoHa).
     """
 
     def __init__(
@@ -74,6 +80,8 @@ class SuperLoRA:
         exact_splits: bool = False,
         split_factor: int = -1,
         scale: Mapping[str, float] | None = None,
+        factorization: str = "peft",
+        compose: str = "kron",
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -91,8 +99,10 @@ class SuperLoRA:
             splits=plain(splits), rank=_freeze(plain(rank)), structure=_freeze(plain(structure)), projection=projection,
             shuffle=plain(shuffle), alpha=plain(alpha), seed=plain(seed), identity_modes=tuple(identity_modes),
             exact_splits=plain(exact_splits), split_factor=plain(split_factor), scale=dict(scale) if scale else None,
+            factorization=plain(factorization), compose=plain(compose),
         )
         self._check_scalars()
+        self._check_composition()
         self.groups: tuple[GroupNetwork, ...] = self._build_groups()
         ranks = [r for g in self.groups for f in g.factors if f.structure != "dense"
                  for m, r in enumerate(f.ranks) if m not in f.identity_modes]
@@ -135,6 +145,31 @@ class SuperLoRA:
                 raise SpecError(f"scale[{name!r}]", value, "a non-zero number (0 makes this target's dW and every "
                                                           "gradient zero: a dead adapter, like alpha = 0)")
 
+    def _check_composition(self) -> None:
+        """``factorization`` and ``compose``: known names, and only where they mean something."""
+        c = self.config
+        if c["compose"] not in COMPOSITIONS:
+            raise SpecError("compose", c["compose"], f"one of {COMPOSITIONS}")
+        if c["factorization"] not in FACTORIZATIONS:
+            raise SpecError("factorization", c["factorization"], f"one of {FACTORIZATIONS}")
+        if c["compose"] == "hadamard" and (c["split_factor"] != -1 or c["exact_splits"]):
+            raise SpecError("compose", "hadamard", "split_factor=-1 and exact_splits=False (Hadamard factors are not split)")
+        if c["factorization"] != "peft" and (c["splits"] != 2 or c["compose"] != "kron"):
+            raise SpecError("factorization", c["factorization"], f'"peft" unless splits=2 and compose="kron" (LyCORIS splits '
+                            f'a weight in two; splits={c["splits"]}, compose={c["compose"]!r})')
+
+    def _splits(self, fold: tuple[int, ...], segments: Any) -> list[tuple[int, ...]]:
+        """Per fold mode, the K factor sizes (for ``compose="hadamard"`` each factor takes the whole mode)."""
+        c, K = self.config, self.config["splits"]
+        if c["compose"] == "hadamard":
+            return [(n,) * K for n in fold]
+        if c["factorization"] != "peft":
+            target = self._by_name[segments[0].target]
+            if len(segments) != 1 or segments[0].size != target.size:
+                raise SpecError("factorization", c["factorization"], '"peft" unless groups="weight" (LyCORIS splits whole weights)')
+            return lycoris_splits(target.shape, fold, c["factorization"], c["split_factor"])
+        return [mode_split(n, K, exact=c["exact_splits"], factor=c["split_factor"]) for n in fold]
+
     def _order(self) -> int:
         fold, order = self.config["fold"], self.config["order"]
         if isinstance(fold, tuple):
@@ -156,15 +191,15 @@ class SuperLoRA:
             fold = fold_shape(c["fold"], order, segments, self._by_name, generated, projection is not None, g)
             field, value = ("fold", c["fold"]) if isinstance(c["fold"], tuple) else ("order", order)
             check_fold_size(g, generated, fold, field, value)
-            per_mode = [mode_split(n, K, exact=c["exact_splits"], factor=c["split_factor"]) for n in fold]
-            kron = tuple(math.prod(split) for split in per_mode)
+            per_mode = self._splits(fold, segments)
+            kron = fold if c["compose"] == "hadamard" else tuple(math.prod(split) for split in per_mode)
             check_fold_size(g, generated, kron, "splits", K)
             factors = tuple(
                 self._factor(k, tuple(split[k] for split in per_mode)) for k in range(K)
             )
             if c["identity_modes"] and not any(f.structure == "tucker" for f in factors):
                 raise SpecError("identity_modes", c["identity_modes"], "() unless a factor is 'tucker' (only Tucker modes can be)")
-            network = GroupNetwork(g, segments, size, generated, fold, factors, projection)
+            network = GroupNetwork(g, segments, size, generated, fold, factors, projection, compose=c["compose"])
             check_indices(g, network.equation, order=order, splits=K)
             result.append(network)
         return tuple(result)
@@ -308,7 +343,9 @@ class SuperLoRA:
         return hash(repr(self.to_dict()))
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if v not in (None, (), False) or k == "seed")
+        defaults = {"factorization": "peft", "compose": "kron"}
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items()
+                         if (v not in (None, (), False) and defaults.get(k) != v) or k == "seed")
         return f"SuperLoRA({len(self.targets)} targets, {args}; {self.num_params} params)"
 
 

@@ -8,8 +8,8 @@ variant's name back, and ``spec.num_params`` equals the formula in the builder's
 >>> vit = {f"l{i}.{p}": (768, 768) for i in range(12) for p in "qv"}
 >>> variants.lora(vit, 8).num_params, variants.lokr(vit, 8).num_params, variants.lotr(vit, 8).num_params
 (294912, 26112, 13824)
->>> variants.lokr(vit, 8).identify()
-'lokr'
+>>> variants.lokr(vit, 8).identify(), variants.loha(vit, 8).identify(), variants.loha(vit, 8).num_params
+('lokr', 'loha', 589824)
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from .spec import SuperLoRA
 from .targets import normalize_targets
 from .validate import as_positive_int
 
-__all__ = ["VARIANTS", "cp", "dense", "lokr", "lonkr", "lora", "lorta", "lotr"]
+__all__ = ["VARIANTS", "cp", "dense", "loha", "lokr", "lonkr", "lora", "lorta", "lotr"]
 
-VARIANTS = ("dense", "lora", "lokr", "lonkr", "lotr", "lorta", "cp")
+VARIANTS = ("dense", "lora", "lokr", "lonkr", "lotr", "lorta", "cp", "loha")
 
 Targets = Mapping[str, Sequence[int]] | Sequence[tuple[str, Sequence[int]]]
 
@@ -41,19 +41,60 @@ def lora(targets: Targets, rank: int, *, alpha: float | None = None, seed: int =
 
 
 def lokr(targets: Targets, rank: int, factor: int = -1, decompose_both: bool = False, *,
-         alpha: float | None = None, seed: int = 0) -> SuperLoRA:
+         alpha: float | None = None, seed: int = 0, factorization: str = "peft", conv_tucker: bool = False) -> SuperLoRA:
     """LoKr: dW_t = (alpha / r) kron(W1_t, W2_t), W2 = w2_a w2_b of rank r, W1 dense or (decompose_both) rank r.
 
     Each mode is split exactly as PEFT/LyCORIS ``factorization(dim, factor)`` does:
     out = a * b, in = c * d, W1 (a, c), W2 (b, d). P = sum_t [a c (or r (a + c)) + r (b + d)].
     Unlike PEFT, W1/W2 do not switch to dense when r is large: the structure is the one asked for
-    (``interop.peft`` handles PEFT's per-layer switch).
+    (``interop.peft`` handles PEFT's per-layer switch). ``factorization``: ``"peft"``, ``"lycoris"``
+    or ``"lycoris-unbalanced"`` (see ``factorize.FACTORIZATIONS``).
+
+    ``conv_tucker=True`` is LyCORIS's Tucker conv LoKr (``use_tucker``, ``lokr_t2``) for conv
+    kernels (out, in, kh, kw) of one order: the fold is the kernel's own shape, W1 (a, c, 1, 1),
+    W2 (b, d, kh, kw) = t2 x_1 w2_a^T x_2 w2_b^T with a core t2 (r, r, kh, kw) whose kernel modes
+    use the identity. P = sum_t [a c (or r^2 + r (a + c)) + r^2 kh kw + r (b + d)].
+
+    >>> lokr({"conv": (320, 640, 3, 3)}, 4, factorization="lycoris", conv_tucker=True).identify()
+    'lokr'
     """
     as_positive_int("rank", rank)
     if not isinstance(decompose_both, bool):
         raise SpecError("decompose_both", decompose_both, "True or False")
-    return SuperLoRA(targets, splits=2, exact_splits=True, split_factor=factor, rank=rank,
-                     structure=["lora" if decompose_both else "dense", "lora"], alpha=alpha, seed=seed)
+    if not isinstance(conv_tucker, bool):
+        raise SpecError("conv_tucker", conv_tucker, "True or False")
+    if not conv_tucker:
+        return SuperLoRA(targets, splits=2, exact_splits=True, split_factor=factor, rank=rank, factorization=factorization,
+                         structure=["lora" if decompose_both else "dense", "lora"], alpha=alpha, seed=seed)
+    if factorization == "peft":
+        raise SpecError("factorization", factorization, '"lycoris" or "lycoris-unbalanced" with conv_tucker=True '
+                        "(LyCORIS's Tucker conv LoKr keeps the kernel modes whole in w2)")
+    orders = {len(t.shape) for t in normalize_targets(targets)}
+    if len(orders) != 1 or min(orders) < 3:
+        raise SpecError("targets", sorted(orders), "conv kernels (out, in, k...) of one order (3 or more) for conv_tucker=True")
+    return SuperLoRA(targets, splits=2, split_factor=factor, rank=rank, factorization=factorization, fold="shape",
+                     structure=["tucker" if decompose_both else "dense", "tucker"], identity_modes=tuple(range(2, orders.pop())),
+                     alpha=alpha, seed=seed)
+
+
+def loha(targets: Targets, rank: int, *, alpha: float | None = None, seed: int = 0, conv_tucker: bool = False) -> SuperLoRA:
+    """LoHa: dW_t = (alpha / r) (w1_a w1_b) * (w2_a w2_b), entry-wise; each pair of rank r.
+
+    One network per weight with hyperedges: ``compose="hadamard"``, equation ``ac,bc,ad,bd->ab``
+    (the row index a and the column index b are shared by two tensors each). P = 2 r sum_t (out_t + in_t).
+    ``conv_tucker=True`` is LyCORIS's Tucker conv LoHa (``hada_t1``, ``hada_t2``): each factor is a
+    core (r, r, kh, kw) with identity kernel modes times w_a^T, w_b^T, on the kernel's own shape.
+    """
+    as_positive_int("rank", rank)
+    if not isinstance(conv_tucker, bool):
+        raise SpecError("conv_tucker", conv_tucker, "True or False")
+    if not conv_tucker:
+        return SuperLoRA(targets, splits=2, compose="hadamard", rank=rank, structure="lora", alpha=alpha, seed=seed)
+    orders = {len(t.shape) for t in normalize_targets(targets)}
+    if len(orders) != 1 or min(orders) < 3:
+        raise SpecError("targets", sorted(orders), "conv kernels (out, in, k...) of one order (3 or more) for conv_tucker=True")
+    return SuperLoRA(targets, splits=2, compose="hadamard", rank=rank, structure="tucker", fold="shape",
+                     identity_modes=tuple(range(2, orders.pop())), alpha=alpha, seed=seed)
 
 
 def lonkr(targets: Targets, rank: int, splits: int = 3, *, groups: Any = "weight", alpha: float | None = None,

@@ -145,7 +145,7 @@ def test_bad_input_names_field_value_and_valid_choices():
         (lambda: variants.lonkr(t, 2, splits=2), "splits"),
         (lambda: variants.lorta(t, 2, order=2), "order"),
         (lambda: variants.cp(t, 2, order=1), "order"),
-        (lambda: variants.build("loha", t), "variant"),
+        (lambda: variants.build("boft", t), "variant"),
         (lambda: slt.check_reduction(variants.lora(t, 2), "lokr"), "variant"),
         (lambda: slt.check_reduction(variants.lora(t, 2), "nope"), "variant"),
         (lambda: reductions.from_lora(variants.lora(t, 2), {"a": (np.zeros((3, 8)), np.zeros((8, 3)))}), "native"),

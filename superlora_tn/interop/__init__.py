@@ -1,3 +1,3 @@
-"""Interoperability with other adapter libraries (imported lazily: ``from superlora_tn.interop import peft``)."""
+"""Interoperability with other adapter libraries (imported lazily: ``from superlora_tn.interop import peft, lycoris``)."""
 
-__all__ = ["peft"]
+__all__ = ["lycoris", "peft"]

@@ -12,8 +12,9 @@ Conventions followed (docs/peft.md has the table):
 
 - Targets are named by module path relative to the base model (``"layers.0.q"``); PEFT keys are
   ``base_model.model.<target>.lora_A.weight`` etc.; dW is in ``nn.Linear`` (out, in) layout.
-- LoKr factorization: PEFT's and LyCORIS' ``factorization(dim, decompose_factor)`` (identical in
-  both), w1 = (out_l, in_m) the coarse factor of ``torch.kron(w1, w2)``.
+- LoKr factorization: PEFT's ``factorization(dim, decompose_factor)`` (LyCORIS 4.x sorts a dividing
+  factor's pair, so its files go through ``interop.lycoris``), w1 = (out_l, in_m) the coarse factor of
+  ``torch.kron(w1, w2)``.
 - LoKr scale: PEFT's ``alpha / r`` always. LyCORIS instead forces scale 1 when w1 and w2 are both
   dense; pass ``scale_convention="lycoris"`` to :func:`from_peft` to read LyCORIS-trained alphas.
 - Zero-init block: ours zeros LoRA's B (= PEFT) and LoKr's w2_a; PEFT zeros w1 (or w1_a), LyCORIS
