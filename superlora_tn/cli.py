@@ -368,7 +368,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         from .experiments import cli_experiment
     except ImportError as exc:
         raise MissingPart(f"experiment needs superlora_tn.experiments and its extra ({exc})") from None
-    return cli_experiment(args.name, quick=args.quick, out_dir=args.out_dir, jobs=args.jobs)
+    return cli_experiment(args.name, quick=args.quick, out_dir=args.out_dir, jobs=args.jobs, threads=args.threads)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random non-zero parameters")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks); extra arguments are passed on")
+    p = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks); extra arguments such as "
+                       "--threads N are passed on")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for benchmarks")
     p.set_defaults(func=cmd_bench)
 
@@ -422,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a small, fast version")
     p.add_argument("--out-dir", default="results", help="where results go (default results/)")
     p.add_argument("--jobs", type=int, default=None, help="runs side by side, one process each (default: one per CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch (and BLAS) threads of the run and of each worker (default: 1 with several jobs)")
     p.set_defaults(func=cmd_experiment)
     return parser
 

@@ -82,3 +82,26 @@ def test_wrapping_keeps_every_character():
 
 def test_numeric_columns_are_never_narrowed():
     assert fit_widths(["setting", "params"], [["x" * 50, "12,345,678"]], {"params"}, 20) == [10, 10]
+
+
+def test_experiment_threads_and_jobs_reach_the_run(monkeypatch):
+    import superlora_tn.experiments as experiments
+
+    seen = {}
+    monkeypatch.setattr(experiments, "run", lambda name, **kw: seen.update(name=name, **kw))
+    assert main(["experiment", "digits", "--quick", "--jobs", "1", "--threads", "1"]) == 0
+    assert seen["name"] == "digits" and seen["threads"] == 1 and seen["jobs"] == 1 and seen["quick"]
+
+
+def test_pretraining_shows_a_bar_with_an_eta(capfd, monkeypatch):
+    import torch
+
+    from superlora_tn.experiments import _common
+
+    monkeypatch.setenv("COLUMNS", "100")
+    weight = torch.nn.Parameter(torch.zeros(3))
+    model = torch.nn.Module()
+    model.w = weight
+    _common.train_loop(model, lambda b: (model.w - 1).pow(2).sum(), iter(range(10)), 5, 0.1, label="pretraining x")
+    err = capfd.readouterr().err
+    assert "pretraining x" in err and "5/5" in err and ".py:" not in err

@@ -74,7 +74,7 @@ def run(
     """
     import torch
 
-    from . import report
+    from . import _common, report
     from ._pool import available_cpus, blas_threads, fork_blocker, run_all
     from .methods import select
 
@@ -91,10 +91,11 @@ def run(
     chosen = select(quick=quick, names=list(methods) if methods is not None else None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _common.SHOW_PROGRESS = show_progress
     start = time.perf_counter()
     with blas_threads(threads) if threads is not None else contextlib.nullcontext():
         task = _make_task(name, quick, budget)
-        rows, artifacts = run_all(task, chosen, seeds, show_progress=show_progress, jobs=jobs)
+        rows, artifacts = run_all(task, chosen, seeds, show_progress=show_progress, jobs=jobs, threads=threads or 1)
     summaries = report.aggregate(rows)
     total_s = time.perf_counter() - start
     extra = task.finish(out, artifacts) if task.finish is not None else ""
@@ -123,10 +124,11 @@ def run(
 
 
 def cli_experiment(
-    name: str, quick: bool = False, out_dir: str | Path = "results", jobs: int | None = None
+    name: str, quick: bool = False, out_dir: str | Path = "results", jobs: int | None = None,
+    threads: int | None = None,
 ) -> int:
-    """Entry point for ``superlora-tn experiment NAME [--quick] [--out-dir DIR] [--jobs N]``."""
-    run(name, quick=quick, out_dir=out_dir, jobs=jobs)
+    """Entry point for ``superlora-tn experiment NAME [--quick] [--out-dir DIR] [--jobs N] [--threads N]``."""
+    run(name, quick=quick, out_dir=out_dir, jobs=jobs, threads=threads)
     return 0
 
 

@@ -130,7 +130,8 @@ def train_classifier(x: Tensor, y: Tensor, steps: int = 1500, seed: int = 0) -> 
         noisy = xt[idx] + 0.1 * torch.randn_like(xt[idx])  # robust to sampler noise
         return F.cross_entropy(wrapped(noisy), yt[idx])
 
-    train_loop(wrapped, loss, batches(len(tr), 128, gen), steps, 3e-3, weight_decay=1e-4)
+    train_loop(wrapped, loss, batches(len(tr), 128, gen), steps, 3e-3, weight_decay=1e-4,
+               label="diffusion: training the judge")
     clf.load_state_dict({k: v.detach() for k, v in wrapped.overrides().items()})
     clf.eval()
     for p in clf.parameters():
@@ -195,7 +196,8 @@ def pretrain(x: Tensor, sched: Schedule, budget: DiffusionBudget, seed: int = 0)
     net = Denoiser()
     wrapped = AdaptedModel(net, trainable=[n for n, _ in net.named_parameters()])
     train_loop(wrapped, lambda idx: diffusion_loss(wrapped, sched, x[idx]),
-               batches(len(x), budget.batch_size, gen), budget.pretrain_steps, budget.pretrain_lr)
+               batches(len(x), budget.batch_size, gen), budget.pretrain_steps, budget.pretrain_lr,
+               label="diffusion: pretraining the denoiser")
     net.load_state_dict({k: v.detach() for k, v in wrapped.overrides().items()})
     for p in net.parameters():
         p.requires_grad_(False)
