@@ -215,9 +215,11 @@ def save_sample_grid(samples: dict[str, Tensor], path: Path, per_row: int = 8) -
     import matplotlib
 
     matplotlib.use("Agg")
+    import textwrap
+
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.6))
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.9))
     axes = np.atleast_1d(axes)
     for ax, (title, imgs) in zip(axes, samples.items()):
         imgs = imgs[: per_row * per_row].view(-1, 8, 8).numpy()
@@ -226,7 +228,7 @@ def save_sample_grid(samples: dict[str, Tensor], path: Path, per_row: int = 8) -
             r, c = divmod(k, per_row)
             grid[r * 9 : r * 9 + 8, c * 9 : c * 9 + 8] = img
         ax.imshow(grid, cmap="gray_r", vmin=-1, vmax=1)
-        ax.set_title(title, fontsize=8)
+        ax.set_title("\n".join(textwrap.wrap(title, 28)), fontsize=8)  # inside its panel's width
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
