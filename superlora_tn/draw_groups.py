@@ -8,8 +8,8 @@ from the spec's own segments and permutation, so the picture stays true.
 
 >>> import superlora_tn as slt
 >>> spec = slt.SuperLoRA({"l0.q": (16, 12), "l0.v": (16, 12)}, groups=1, fold="balanced", order=3, rank=2)
->>> [len(row) for row in cell_targets(spec, cells=4)]
-[4]
+>>> len(cell_targets(spec, cells=4)), len(cell_targets(spec, cells=4)[0])
+(1, 4)
 """
 
 from __future__ import annotations

@@ -47,8 +47,9 @@ IDENTITY_KEYS = ("entries", "fold", "splits", "structure", "equation", "params",
 def collapse_rows(rows: list[dict[str, Any]]) -> list[tuple[list[int], dict[str, Any]]]:
     """Identical groups merged: (group indices, the first row) in first-seen order.
 
-    >>> collapse_rows([{"group": i, **dict.fromkeys(IDENTITY_KEYS, 1)} for i in range(3)])[0][0]
-    [0, 1, 2]
+    >>> ids, row = collapse_rows([{"group": i, **dict.fromkeys(IDENTITY_KEYS, 1)} for i in range(3)])[0]
+    >>> group_label(ids)
+    '0-2 (x3)'
     """
     merged: dict[tuple, tuple[list[int], dict[str, Any]]] = {}
     for r in rows:
