@@ -209,10 +209,11 @@ def print_groups(spec: Any, rows: list[dict[str, Any]] | None = None, per_group:
 
     rows = group_rows(spec) if rows is None else rows
     proj = spec.config["projection"]
-    extra = (f", projection {type(proj).__name__}({proj.ratio:g})" if proj else "") + (
+    extra = (f", scale {spec.scale_factor:g}" if spec.scale_factor != 1 else "") + (
+        f", projection {type(proj).__name__}({proj.ratio:g})" if proj else "") + (
         f", shuffle seed {spec.config['shuffle']}" if spec.config["shuffle"] is not None else "")
     echo(f"SuperLoRA over {len(spec.targets)} targets ({_si(spec.num_entries)} entries): {len(spec.groups)} groups, "
-         f"{spec.num_params:,} params, compression {spec.compression:.1f}x, scale {spec.scale_factor:g}{extra}")
+         f"{spec.num_params:,} params, compression {spec.compression:.1f}x{extra}")
     cols = ["group", "fold", "splits", "structure", "equation", "params", "compr.", "FLOPs", "largest"]
     groups = [([r["group"]], r) for r in rows] if per_group else collapse_rows(rows)
     table = [[group_label(ids), r["fold"], r["splits"], r["structure"], r["equation"], f"{r['params']:,}",
@@ -261,29 +262,48 @@ def cmd_budget(args: argparse.Namespace) -> int:
     }
     if args.group_counts is not None:
         grid["group_counts"] = _float_list(args.group_counts, "--group-counts", int) if args.group_counts else []
-    every = fit_budget(targets, args.budget, top=None, **grid)
+    every = fit_budget(targets, args.budget, top=None, rank_by=args.rank_by, **grid)
     found, variants = every[: args.top], best_per_variant(every)
     if args.json:
-        print(json.dumps({"budget": int(args.budget), "targets": len(targets), "candidates": [c.as_dict() for c in found],
+        print(json.dumps({"budget": int(args.budget), "targets": len(targets), "rank_by": args.rank_by,
+                          "candidates": [c.as_dict() for c in found],
                           "best_per_variant": {k: c.as_dict() for k, c in variants.items()}}, indent=1))
         return 0
-    echo(f"budget {int(args.budget):,} params over {len(targets)} targets; ranked by: closest to the budget "
-          "(fewest unused parameters), then highest rank, then fewest groups")
-    rows = [[i + 1, f"{c.params:,}", f"{100 * c.params / args.budget:.1f}%", c.variant, c.num_groups, c.describe()]
-            for i, c in enumerate(found)]
-    print_table("settings that fit", ["#", "params", "of budget", "variant", "groups", "setting"], rows,
-                right=("#", "params", "of budget", "groups"))
-    rows = [[name, f"{c.params:,}", f"{100 * c.params / args.budget:.1f}%", c.num_groups, c.describe()] for name, c in variants.items()]
-    if rows:
-        print_table("best setting of each variant", ["variant", "params", "of budget", "groups", "setting"], rows,
-                    right=("params", "of budget", "groups"))
+    order = {"params": "closest to the budget (fewest unused parameters), then highest rank, then fewest groups",
+             "rank": "highest rank, then closest to the budget, then fewest groups",
+             "fewest-groups": "fewest groups, then closest to the budget, then highest rank"}[args.rank_by]
+    echo(f"budget {int(args.budget):,} params over {len(targets)} targets; ranked by {order} (--rank-by)")
+    _budget_table("settings that fit", found, targets, args.budget, numbered=True)
+    if variants:
+        _budget_table("best setting of each variant", list(variants.values()), targets, args.budget, numbered=False)
+        echo("measured: the experiments' family of the setting (docs/experiments.md). Arguments: paste into "
+             "SuperLoRA(targets, ...). As --spec JSON for plan and draw (save one to a file, pass --spec FILE):")
+        for i, c in enumerate(found):
+            echo(f"{i + 1}: {json.dumps(c.spec_arguments())}")
     else:
         print("nothing fits: raise the budget or allow projections (--ratios)")
     return 0
 
 
+def _budget_table(title: str, found: Sequence[Any], targets: dict[str, Any], budget: float, numbered: bool) -> None:
+    """Candidates as a table: params, share of the budget, variant, groups, experiments' family, arguments."""
+    from .budget import measured_family
+
+    cols = ["#"] * numbered + ["params", "of budget", "variant", "groups", "measured", "SuperLoRA arguments"]
+    rows = [[i + 1] * numbered + [f"{c.params:,}", f"{100 * c.params / budget:.1f}%", c.variant, c.num_groups,
+                                  (measured_family(c, targets) or "-").removeprefix("SuperLoRA "), c.python()] for i, c in enumerate(found)]
+    print_table(title, cols, rows, right=("#", "params", "of budget", "groups"))
+
+
 def cmd_draw(args: argparse.Namespace) -> int:
     spec = load_spec(args)
+    if args.grouping:
+        from .draw_groups import draw_grouping
+
+        path = Path(args.output or "superlora_grouping.png")
+        draw_grouping(spec, path)
+        echo(f"wrote {path} ({path.stat().st_size} bytes): {len(spec.targets)} targets in {len(spec.groups)} groups")
+        return 0
     path = Path(args.output or f"superlora_group{args.group}.png")
     spec.draw(args.group, path)
     echo(f"wrote {path} ({path.stat().st_size} bytes): group {args.group} of {len(spec.groups)}, {spec.groups[args.group].equation}")
@@ -393,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_args(p)
     p.add_argument("--budget", type=float, required=True, help="parameter budget, e.g. 1e4")
     p.add_argument("--top", type=int, default=20, help="how many settings to list (default 20)")
+    p.add_argument("--rank-by", choices=("params", "rank", "fewest-groups"), default="params",
+                   help="order: closest to the budget (default), highest rank, or fewest groups first")
     p.add_argument("--orders", default="2,3,4", help="orders M to try (default 2,3,4)")
     p.add_argument("--splits", default="1,2,3", help="Kronecker splits K to try (default 1,2,3)")
     p.add_argument("--ratios", default="none,0.5,0.25,0.1", help="projection ratios to try, 'none' = no projection")
@@ -404,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_args(p)
     _add_spec_args(p)
     p.add_argument("--group", type=int, default=0, help="group index (default 0)")
+    p.add_argument("--grouping", action="store_true",
+                   help="draw how the groups cover the targets (grouping, folding, projection, shuffle) instead")
     p.add_argument("-o", "--output", help="file .png/.svg/.pdf (default superlora_group<N>.png)")
     p.set_defaults(func=cmd_draw)
 

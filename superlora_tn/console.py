@@ -9,9 +9,8 @@ a table wrap, at spaces first, then inside a word.
 >>> print_table("t", ["name", "params"], [["a " * 30, "1,234,567"]], right=("params",), rich=False)
 t
 name                              params
-a a a a a a a a a a a a a a    1,234,567
-a a a a a a a a a a a a a a
-a a
+a a a a a a a a a a a a a a a  1,234,567
+a a a a a a a a a a a a a a a
 >>> del os.environ["COLUMNS"]
 """
 
@@ -94,10 +93,12 @@ def wrap_cell(text: str, width: int) -> list[str]:
     """
     lines = []
     while len(text) > width:
-        cut = max((i + 1 for i, ch in enumerate(text[:width]) if ch in BREAK_AFTER), default=width)
+        space = text.rfind(" ", 0, width + 1)  # a space is the best place, if not too early
+        cut = space + 1 if space >= width // 2 else max(
+            (i + 1 for i, ch in enumerate(text[:width]) if ch in BREAK_AFTER), default=width)
         lines.append(text[:cut].rstrip())
         text = text[cut:].lstrip()
-    return [*lines, text]
+    return [*lines, text] if text or not lines else lines
 
 
 def fit_widths(columns: list[str], cells: list[list[str]], numeric: set[str], available: int) -> list[int]:

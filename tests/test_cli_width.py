@@ -105,3 +105,27 @@ def test_pretraining_shows_a_bar_with_an_eta(capfd, monkeypatch):
     _common.train_loop(model, lambda b: (model.w - 1).pow(2).sum(), iter(range(10)), 5, 0.1, label="pretraining x")
     err = capfd.readouterr().err
     assert "pretraining x" in err and "5/5" in err and ".py:" not in err
+
+
+def test_budget_spec_json_is_accepted_by_plan(capsys, monkeypatch, tmp_path):
+    import json
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["budget", "--budget", "5e3", "--top", "40", "--rank-by", "fewest-groups", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)["candidates"]
+    assert [c["groups"] for c in found] == sorted(c["groups"] for c in found)
+    targets = preset_targets("vit-b16")
+    for c in found:
+        path = tmp_path / "spec.json"
+        path.write_text(json.dumps(c["spec"]))
+        assert main(["plan", "--preset", "vit-b16", "--spec", str(path), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["totals"]["params"] == c["params"]
+        namespace = {"slt": slt, "targets": targets, "group_by_kind": __import__("superlora_tn.presets").presets.group_by_kind}
+        spec = eval(f"slt.SuperLoRA(targets, {c['python']})", {"Fastfood": slt.Fastfood, **namespace})
+        assert spec.num_params == c["params"]
+
+
+def test_budget_marks_the_measured_settings(capsys, monkeypatch):
+    out = render(capsys, monkeypatch, 100, ["budget", "--budget", "4e4", "--orders", "2", "--splits", "1",
+                                            "--ratios", "none", "--group-counts", "1,12"])
+    assert "2-D G=L" in out and "2-D G=1" in out and "LoRA" in out
