@@ -81,7 +81,7 @@ class Candidate:
         """The exact ``SuperLoRA(targets, ...)`` arguments, to paste into Python.
 
         >>> found = fit_budget({"w": (64, 64)}, 600, orders=(3,), splits=(1,), ratios=(0.5,), group_counts=(1,))
-        >>> [c.python() for c in found if c.kwargs["fold"] == "balanced"][0]
+        >>> next(c.python() for c in found if c.kwargs["fold"] == "balanced")
         'groups=1, fold="balanced", order=3, splits=1, structure="tucker", rank=6, projection=Fastfood(0.5)'
         """
         parts = []
@@ -248,8 +248,9 @@ def measured_family(candidate: Candidate, targets: Mapping[str, Sequence[int]]) 
     structure, any rank or projection ratio; see docs/experiments.md), or None.
 
     >>> t = {f"l{i}.{k}": (64, 64) for i in range(4) for k in ("q", "v")}
-    >>> [measured_family(c, t) for c in fit_budget(t, 800, orders=(2,), splits=(1,), ratios=(None,), group_counts=(1, 4))]
-    ['SuperLoRA 2-D G=1', 'SuperLoRA 2-D G=L']
+    >>> found = fit_budget(t, 800, orders=(2,), splits=(1,), ratios=(None,), group_counts=(1, 4))
+    >>> ", ".join(measured_family(c, t) for c in found)
+    'SuperLoRA 2-D G=1, SuperLoRA 2-D G=L'
     """
     kw = candidate.kwargs
     groups, fold, order, splits, structure = kw["groups"], kw["fold"], kw["order"], kw["splits"], kw["structure"]

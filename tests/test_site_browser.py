@@ -27,8 +27,9 @@ def test_site_renders_formulas_and_images_in_chromium(tmp_path: Path) -> None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(ROOT))
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=300)
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
     result = check_site.check(site, browser)
     assert result["problems"] == [] and result["pages"] >= 10, result
 
