@@ -159,13 +159,15 @@ def run_all(
         TimeRemainingColumn,
     )
 
+    from ..console import make_console
+
     methods = [m for m in methods if m.kind not in task.skip_kinds and m.name not in task.skip_methods]
     pairs = [(m, s) for m in methods for s in seeds]
     done: dict[int, tuple[Row, Any]] = {}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with worker_pool(task, jobs, len(pairs), threads) as run_pairs, \
-            Progress(*columns, disable=not show_progress) as progress:
+            Progress(*columns, console=make_console(), disable=not show_progress) as progress:
         bar = progress.add_task(f"{task.name}: {len(pairs)} runs, {jobs} jobs", total=len(pairs))
         for index, row, artifact in run_pairs(pairs):
             done[index] = (row, artifact)

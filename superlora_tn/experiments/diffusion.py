@@ -228,10 +228,11 @@ def save_sample_grid(samples: dict[str, Tensor], path: Path, per_row: int = 8) -
             r, c = divmod(k, per_row)
             grid[r * 9 : r * 9 + 8, c * 9 : c * 9 + 8] = img
         ax.imshow(grid, cmap="gray_r", vmin=-1, vmax=1)
-        ax.set_title("\n".join(textwrap.wrap(title, 28)), fontsize=8)  # inside its panel's width
+        lines = [part for line in title.split("\n") for part in textwrap.wrap(line, 28)]
+        ax.set_title("\n".join(lines), fontsize=8)  # each line inside its panel's width
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.2)  # titles clear of the edge
     plt.close(fig)
 
 
