@@ -24,10 +24,11 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import SpecError
+from .factored import factored_targets
 from .presets import group_by_kind
 from .projection import Fastfood
 from .spec import SuperLoRA
@@ -49,6 +50,8 @@ class Candidate:
     kwargs: dict[str, Any] = field(hash=False)
     variant: str
     num_groups: int
+    #: targets that train factored (x joins the network, no dW built); see ``factored_targets``
+    factored: int = 0
 
     def spec(self, targets: Mapping[str, Sequence[int]]) -> SuperLoRA:
         """The SuperLoRA this candidate describes, over ``targets``."""
@@ -229,10 +232,13 @@ def fit_budget(targets: Mapping[str, Sequence[int]], budget: int | float, *, top
             found.append(Candidate(fit[1], fit[0], {**kwargs, "rank": fit[0]}, variant_of(kwargs, targets), groups))
     found.sort(key=lambda c: RANK_BY[rank_by](budget, c))
     found = found if top is None else found[:top]
+    result = []
     for c in found:  # the shortcut for weight-wise groups must agree with the full spec's count
-        if c.spec(targets).num_params != c.params:
+        spec = c.spec(targets)
+        if spec.num_params != c.params:
             raise RuntimeError(f"internal error: budget count mismatch for {c.describe()}")
-    return found
+        result.append(replace(c, factored=factored_targets(spec)))
+    return result
 
 
 def best_per_variant(candidates: Sequence[Candidate]) -> dict[str, Candidate]:

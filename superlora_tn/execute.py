@@ -63,8 +63,12 @@ def _batch_info(plan: Any) -> list[tuple]:
     return info
 
 
-def group_outputs(spec: SuperLoRA, params: Mapping[str, Any], backend: Any) -> list[Any]:
-    """Each group's n entries (after the cut and the projection), as 1-D arrays in group order."""
+def group_outputs(spec: SuperLoRA, params: Mapping[str, Any], backend: Any, exact: bool = True) -> list[Any]:
+    """Each group's n entries (after the cut and the projection), as 1-D arrays in group order.
+
+    ``exact=False`` may leave a truncated fold's surplus entries at the end of an output (the
+    caller splits them off: one op, where a slice here would add a zero-filled gradient pass).
+    """
     plan = spec.plan()
     like = next(iter(params.values()))
     consts = plan.constants(backend, like)
@@ -78,13 +82,44 @@ def group_outputs(spec: SuperLoRA, params: Mapping[str, Any], backend: Any) -> l
         if cut is not None:
             x = x[(slice(None), *cut)]
         x = x.reshape(kron[0], -1)
-        if trunc is not None:
+        if trunc is not None and (exact or proj_consts is not None):
             x = x[:, :trunc]
         if proj_consts is not None:
             x = batch.template.projection.apply(x, proj_consts, backend)
-        for b, g in enumerate(indices):
-            out[g] = x[b]
+        # one op (a reshape for a single group): its backward fills one gradient
+        rows = backend.unbind(x) if len(indices) > 1 else (x.reshape(-1),)
+        for row, g in zip(rows, indices):
+            out[g] = row
     return out
+
+
+def _piece_layout(plan: Any) -> tuple[dict[int, list[int]], dict[str, list[tuple[int, int]]]]:
+    """How the sources (group outputs, or -1: the shuffled z[perm]) split into target pieces.
+
+    Returns (source -> consecutive piece sizes covering it, target -> [(source, piece number)]).
+    Splitting each source ONCE keeps the backward O(n): a slice per piece would give each piece
+    its own zero-filled gradient the size of the whole source.
+    """
+    layout = plan.__dict__.get("_piece_layout")
+    if layout is None:
+        by_source: dict[int, list[tuple[int, int, str, int]]] = {}
+        for name, pieces in plan.pieces.items():
+            for k, (src, a, b) in enumerate(pieces):
+                by_source.setdefault(src, []).append((a, b, name, k))
+        sizes: dict[int, list[int]] = {}
+        where: dict[str, list[tuple[int, int]]] = {name: [(0, 0)] * len(p) for name, p in plan.pieces.items()}
+        for src, items in by_source.items():
+            items.sort()
+            cuts, pos = [], 0
+            for a, b, name, k in items:
+                if a > pos:  # a gap (never for a partition; kept general)
+                    cuts.append(a - pos)
+                where[name][k] = (src, len(cuts))
+                cuts.append(b - a)
+                pos = b
+            sizes[src] = cuts
+        layout = plan._piece_layout = (sizes, where)
+    return layout
 
 
 def _resolve(spec: SuperLoRA, params: Mapping[str, Any] | None, backend: Any, dtype: Any) -> tuple[Any, Mapping[str, Any]]:
@@ -132,15 +167,21 @@ def _contract(spec: SuperLoRA, params: Mapping[str, Any], be: Any, like: Any, ou
 def contract_general(spec: SuperLoRA, params: Mapping[str, Any], be: Any) -> dict[str, Any]:
     """The general fresh path: cuts, projections, shuffles, targets spanning groups."""
     plan = spec.plan()
-    ys = group_outputs(spec, params, be)
     perm = plan.constants(be, next(iter(params.values())))["perm"]
+    ys = group_outputs(spec, params, be, exact=perm is not None)
     z = None
     if perm is not None:
         z = be.concat(ys) if len(ys) > 1 else ys[0]
         z = z[perm]
+    sizes, where = _piece_layout(plan)
+    split = {}
+    for src, cuts in sizes.items():
+        whole = z if src < 0 else ys[src]
+        surplus = whole.shape[0] - sum(cuts)  # a truncated fold's tail: split off, never used
+        split[src] = [whole] if len(cuts) == 1 and not surplus else be.split(whole, [*cuts, surplus] if surplus else cuts)
     result = {}
     for target in spec.targets:
-        parts = [(z if src < 0 else ys[src])[a:b] for src, a, b in plan.pieces[target.name]]
+        parts = [split[src][k] for src, k in where[target.name]]
         flat = parts[0] if len(parts) == 1 else be.concat(parts)
         delta = flat.reshape(target.shape)
         factor = spec.target_scale(target.name)

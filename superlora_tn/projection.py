@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import SpecError
 from .hadamard import hadamard_blocks
+from .kernels import two_pass_arrays
 
 __all__ = ["Fastfood", "Gaussian", "Projection", "projection_rng"]
 
@@ -40,21 +41,35 @@ GATHER_BUCKET = 4096  # entries per destination bucket of the two-pass gather (1
 TWO_PASS_MIN = 1 << 18  # below this a plain gather stays in cache
 
 
+def index_dtype(size: int) -> type:
+    """The narrowest index dtype for arrays of ``size`` entries (int32 halves the constants' memory)."""
+    return np.int32 if size < 2**31 else np.int64
+
+
 def two_pass_gather(perm: np.ndarray) -> dict[str, np.ndarray]:
     """Split the gather ``y = x[perm]`` into a cache-friendly scatter and a local gather.
 
     ``t[scatter] = x`` reads x sequentially and writes into one stream per destination bucket;
     ``y = t[gather]`` then only reads inside a bucket (in cache). The result is exactly
     ``x[perm]`` (a permutation moves values, no arithmetic). Empty for small permutations.
+    Built in O(T): the inverse permutation is a scatter, and the stable bucket order a radix
+    sort of 16-bit bucket numbers.
     """
     T = perm.size
     if T < TWO_PASS_MIN:
         return {}
-    dest = np.empty(T, dtype=np.int64)
-    dest[perm] = np.arange(T)
-    order = np.argsort(dest // GATHER_BUCKET, kind="stable")
-    pos = np.empty(T, dtype=np.int64)
-    pos[order] = np.arange(T)
+    itype = index_dtype(T)
+    compiled = two_pass_arrays(perm.astype(itype, copy=False), GATHER_BUCKET)
+    if compiled is not None:
+        return {"scatter": compiled[0], "gather": compiled[1]}
+    dest = np.empty(T, dtype=itype)
+    dest[perm] = np.arange(T, dtype=itype)
+    bucket = dest // GATHER_BUCKET
+    if T // GATHER_BUCKET < 2**16:
+        bucket = bucket.astype(np.uint16)  # NumPy's stable sort of 16-bit keys is a radix sort
+    order = np.argsort(bucket, kind="stable")
+    pos = np.empty(T, dtype=itype)
+    pos[order] = np.arange(T, dtype=itype)
     return {"scatter": pos, "gather": pos[perm]}
 
 
@@ -80,6 +95,24 @@ class Projection:
         raise NotImplementedError
 
     def apply(self, u: Any, consts: dict, backend: Any) -> Any:
+        """Map u (B, n') to (B, n) with the batch's constants (already on u's backend).
+
+        On autograd backends this is one op whose backward is the adjoint (``transpose``) and
+        which saves nothing: F is fixed, so no intermediate of the transform is kept.
+        """
+        return backend.linear_map(lambda v: self.forward(v, consts, backend), lambda g: self.transpose(g, consts, backend), u)
+
+    def forward(self, u: Any, consts: dict, backend: Any) -> Any:
+        """F u for u of shape (B, n'), without autograd bookkeeping."""
+        raise NotImplementedError
+
+    def transpose(self, g: Any, consts: dict, backend: Any) -> Any:
+        """F^T g for g of shape (B, n): the gradient of ``apply``."""
+        raise NotImplementedError
+
+    def apply_range(self, u: Any, consts: dict, index: int, start: int, stop: int, backend: Any) -> Any:
+        """Entries [start, stop) of F u for the batch's group ``index`` (u of shape (n',)), computing
+        only what those entries need (differentiable through the backend's own ops)."""
         raise NotImplementedError
 
 
@@ -92,40 +125,43 @@ class Fastfood(Projection):
         return 1 << max(0, (generated - 1).bit_length())
 
     def constants(self, sizes: list[int], generated: list[int], seed: int, group_ids: list[int]) -> dict:
-        """NumPy constants for a batch of same-size groups: signs, permutations, Gaussians."""
+        """NumPy constants for a batch of same-size groups: signs (int8), permutations (int32 where
+        they fit), Gaussians. Built in O(n) and cached by the plan per backend/dtype/device."""
         n, n_gen = sizes[0], generated[0]
         L = self.block_length(n_gen)
         nb = -(-n // L)
-        signs, perms, gauss = [], [], []
-        for g in group_ids:
-            rng = projection_rng(self.seed if self.seed is not None else seed, g)
-            signs.append(rng.choice([-1.0, 1.0], size=(nb, L)))
-            perms.append(np.stack([rng.permutation(L) for _ in range(nb)]))
-            gauss.append(rng.standard_normal((nb, L)))
         B = len(group_ids)
-        offsets = (np.arange(B * nb) * L).reshape(B, nb, 1)
-        perm = (np.stack(perms) + offsets).reshape(-1)
+        itype = index_dtype(B * nb * L)
+        signs = np.empty((B, nb, L), dtype=np.int8)
+        perm = np.empty((B, nb, L), dtype=itype)
+        gauss = np.empty((B, nb, L))
+        for b, g in enumerate(group_ids):
+            rng = projection_rng(self.seed if self.seed is not None else seed, g)
+            signs[b] = rng.choice([-1.0, 1.0], size=(nb, L))
+            for j in range(nb):
+                perm[b, j] = rng.permutation(L)
+                perm[b, j] += (b * nb + j) * L
+            gauss[b] = rng.standard_normal((nb, L))
+        gauss /= math.sqrt(n * L)
+        perm = perm.reshape(-1)
         return {
-            "signs": np.stack(signs),
+            "signs": signs,
             "perm": perm,
             **two_pass_gather(perm),
-            "gauss": np.stack(gauss) / math.sqrt(n * L),
+            "gauss": gauss,
             "blocks": hadamard_blocks(L),
             "n": n,
+            "generated": n_gen,
             "L": L,
             "nb": nb,
         }
 
-    def apply(self, u: Any, consts: dict, backend: Any) -> Any:
-        """Map u (B, n') to (B, n) with the batch's constants (already on u's backend)."""
-        as_numpy = getattr(backend, "numpy_view", None)
-        if as_numpy is not None and backend.name != "numpy" and as_numpy(u) is not None:
-            # no autograd needed, CPU memory: the NumPy path (two-pass gather, NumPy's BLAS) on the same bytes
+    def forward(self, u: Any, consts: dict, backend: Any) -> Any:
+        numpy = _numpy_views(u, consts, backend)
+        if numpy is not None:  # CPU memory: the NumPy path (two-pass gather, NumPy's BLAS) on the same bytes
             from .backends import get_backend
 
-            view = {k: (as_numpy(v) if backend.is_array(v) else [as_numpy(b) for b in v] if isinstance(v, list) else v)
-                    for k, v in consts.items()}
-            return backend.from_numpy(self.apply(as_numpy(u), view, get_backend("numpy")))
+            return backend.from_numpy(self.forward(numpy[0], numpy[1], get_backend("numpy")))
         B, n_gen = u.shape
         L, nb, n = consts["L"], consts["nb"], consts["n"]
         if n_gen < L:
@@ -141,6 +177,50 @@ class Fastfood(Projection):
         x = backend.fwht(x, consts["blocks"])
         return x.reshape(B, nb * L)[:, :n]
 
+    def transpose(self, g: Any, consts: dict, backend: Any) -> Any:
+        numpy = _numpy_views(g, consts, backend)
+        if numpy is not None:
+            from .backends import get_backend
+
+            return backend.from_numpy(self.transpose(numpy[0], numpy[1], get_backend("numpy")))
+        B = g.shape[0]
+        L, nb, n = consts["L"], consts["nb"], consts["n"]
+        if n < nb * L:
+            g = backend.concat([g, backend.zeros((B, nb * L - n), like=g)], axis=1)
+        x = backend.fwht(g.reshape(B, nb, L), consts["blocks"]) * consts["gauss"]
+        x = x.reshape(-1)
+        if "scatter" in consts and backend.name == "numpy":  # the two passes reversed: scatter, then gather
+            x = backend.take(backend.scatter(x, consts["gather"]), consts["scatter"])
+        else:
+            x = backend.scatter(x, consts["perm"])
+        x = backend.fwht(x.reshape(B, nb, L), consts["blocks"]) * consts["signs"]
+        x = x.sum(axis=1) if nb > 1 else x.reshape(B, L)
+        return x[:, : consts["generated"]]
+
+    def apply_range(self, u: Any, consts: dict, index: int, start: int, stop: int, backend: Any) -> Any:
+        L, nb = consts["L"], consts["nb"]
+        j0, j1 = start // L, -(-stop // L)
+        n_gen = u.shape[0]
+        if n_gen < L:
+            u = backend.concat([u, backend.zeros((L - n_gen,), like=u)])
+        x = u.reshape(1, L) * consts["signs"][index, j0:j1]
+        x = backend.fwht(x, consts["blocks"])
+        first = (index * nb + j0) * L
+        local = consts["perm"][first : first + (j1 - j0) * L] - first
+        x = backend.take(x.reshape(-1), local).reshape(j1 - j0, L) * consts["gauss"][index, j0:j1]
+        x = backend.fwht(x, consts["blocks"]).reshape(-1)
+        return x[start - j0 * L : stop - j0 * L]
+
+
+def _numpy_views(x: Any, consts: dict, backend: Any) -> tuple[Any, dict] | None:
+    """x and the constants as NumPy arrays on the same memory (torch CPU without autograd), else None."""
+    as_numpy = getattr(backend, "numpy_view", None)
+    if as_numpy is None or backend.name == "numpy" or as_numpy(x) is None:
+        return None
+    view = {k: (as_numpy(v) if backend.is_array(v) else [as_numpy(b) for b in v] if isinstance(v, list) else v)
+            for k, v in consts.items()}
+    return as_numpy(x), view
+
 
 @dataclass(frozen=True)
 class Gaussian(Projection):
@@ -154,5 +234,11 @@ class Gaussian(Projection):
         ]
         return {"matrix": np.stack(mats) / math.sqrt(n)}
 
-    def apply(self, u: Any, consts: dict, backend: Any) -> Any:
+    def forward(self, u: Any, consts: dict, backend: Any) -> Any:
         return backend.einsum("bij,bj->bi", consts["matrix"], u)
+
+    def transpose(self, g: Any, consts: dict, backend: Any) -> Any:
+        return backend.einsum("bij,bi->bj", consts["matrix"], g)
+
+    def apply_range(self, u: Any, consts: dict, index: int, start: int, stop: int, backend: Any) -> Any:
+        return backend.einsum("ij,j->i", consts["matrix"][index, start:stop], u)

@@ -140,8 +140,9 @@ def _build(spec: SuperLoRA, plan: Any, be: Any, like: Any) -> Callable[[Mapping[
             x = x.reshape(len(outs), -1)
             if trunc is not None:
                 x = x[:, :trunc]
-            for b, (name, shape, f) in enumerate(outs):
-                result[name] = x[b].reshape(shape) if f == 1.0 else x[b].reshape(shape) * f
+            rows = be.unbind(x) if len(outs) > 1 else (x[0],)  # one op: its backward fills one gradient
+            for row, (name, shape, f) in zip(rows, outs):
+                result[name] = row.reshape(shape) if f == 1.0 else row.reshape(shape) * f
         return {n: result[n] for n in reorder} if reorder else result
 
     return run

@@ -10,6 +10,8 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING, Any
 
+from .factored import factored_targets
+
 if TYPE_CHECKING:
     from .spec import SuperLoRA
 
@@ -92,4 +94,5 @@ def summary(spec: SuperLoRA) -> str:
         lines.insert(len(lines) - 2, f"... ({len(merged) - MAX_ROWS} more kinds of group)")
     batches = spec.plan().batches
     lines.append(f"plan: {len(batches)} batched contraction(s) for {len(rows)} groups")
+    lines.append(f"training: {factored_targets(spec)} of {len(spec.targets)} targets can apply factored (no dW built)")
     return "\n".join(lines)

@@ -70,3 +70,14 @@ def test_bad_budget(budget):
 
 def test_nothing_fits_is_empty():
     assert fit_budget(TARGETS, 1) == []
+
+
+def test_candidates_say_how_many_targets_train_factored():
+    targets = {f"l{i}.{k}": (64, 64) for i in range(4) for k in ("q", "v")}
+    found = fit_budget(targets, 5000, top=None, orders=(2, 3), splits=(1,), ratios=(None,))
+    by_kind = {}
+    for c in found:
+        by_kind.setdefault((str(c.kwargs["groups"]), c.kwargs["fold"]), set()).add(c.factored)
+    assert by_kind[("weight", "natural")] == {8}  # LoRA-like: every target factored
+    assert by_kind[("1", "balanced")] == {0}  # one group mixing every target: dW is built
+    assert all(0 <= c.factored <= 8 for c in found)

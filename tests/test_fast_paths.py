@@ -262,3 +262,29 @@ def test_torch_fastfood_numpy_route_and_autograd():
     blocks = [torch.from_numpy(b) for b in hadamard_blocks(64, 8)]
     assert torch.autograd.gradcheck(lambda t: be.fwht(t, blocks), (x,))
     assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in pg.values())
+
+
+@pytest.mark.parametrize("kw", [
+    dict(groups=[["a", "b", "c"]], fold="stack", rank=(2, 3, 3), alpha=5.0),  # LoTR-like
+    dict(groups=[["a", "b", "c"]], fold="stack", rank=(3, 3, 3), identity_modes=(0,)),
+    dict(groups=[["a", "b", "c"]], fold=(3, 4, 2, 12), rank=2, structure="cp"),  # per layer: rows 4 x 2, columns 12
+    dict(groups=[["a"], ["b", "c"]], fold="stack", rank=(1, 2, 2), alpha=3.0),
+])
+def test_grouped_targets_aligned_with_their_rows_apply_factored(kw):
+    spec = slt.SuperLoRA({"a": (8, 12), "b": (8, 12), "c": (8, 12)}, **kw)
+    p = spec.init(zero_init=False)
+    x = np.random.default_rng(0).standard_normal((2, 5, 12))
+    whole = spec.contract(p)
+    for name in ("a", "b", "c"):
+        assert factored_supported(spec, name)
+        np.testing.assert_allclose(apply_delta(spec, p, name, x), x @ whole[name].T, rtol=1e-10, atol=1e-12)
+    torch = pytest.importorskip("torch")
+    pt = {k: torch.from_numpy(v) for k, v in p.items()}
+    np.testing.assert_allclose(apply_delta(spec, pt, "b", torch.from_numpy(x)).numpy(), x @ whole["b"].T, rtol=1e-10, atol=1e-12)
+
+
+def test_grouped_targets_not_aligned_with_their_rows_are_not_factored():
+    spec = slt.SuperLoRA({"a": (8, 12), "b": (8, 12)}, groups=1, fold="balanced", order=3, rank=2)
+    assert not factored_supported(spec, "a") and not factored_supported(spec, "b")
+    with pytest.raises(SpecError, match="target"):
+        apply_delta(spec, spec.init(), "a", np.ones((1, 12)))

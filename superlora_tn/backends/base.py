@@ -116,6 +116,30 @@ class Backend(ABC):
     def sum(self, x: Any, axes: Sequence[int]) -> Any:
         return x.sum(axis=tuple(axes))
 
+    def split(self, x: Any, sizes: Sequence[int]) -> list[Any]:
+        """``x`` cut along its first axis into consecutive pieces of ``sizes`` (which sum to its length).
+
+        Autograd backends override it with one multi-output op, whose backward writes ONE gradient
+        buffer; a slice per piece would zero-fill a whole-size gradient per piece (O(pieces x n)).
+        """
+        pieces, start = [], 0
+        for n in sizes:
+            pieces.append(x[start : start + n])
+            start += n
+        return pieces
+
+    def linear_map(self, forward: Any, transpose: Any, x: Any) -> Any:
+        """``forward(x)`` for a FIXED linear map whose gradient is ``transpose(grad)``.
+
+        Autograd backends run it as one op that saves nothing (no intermediate of ``forward`` is
+        kept for the backward); without autograd it is just ``forward(x)``.
+        """
+        return forward(x)
+
+    def unbind(self, x: Any) -> list[Any]:
+        """The rows of ``x`` (its first axis removed); one op on autograd backends, as ``split``."""
+        return [x[i] for i in range(x.shape[0])]
+
     def take(self, x: Any, index: Any) -> Any:
         """``x[index]`` along the first axis (an integer array of this backend)."""
         return x[index]

@@ -29,6 +29,7 @@ class TorchBackend(Backend):
         self._np_floats = (torch.float32, torch.float64)
         self._np_dtype = {torch.float32: np.float32, torch.float64: np.float64}
         self._fwht_fn: Any = None
+        self._linear_fn: Any = None
         vf = getattr(torch, "_VF", None)
         self._vf_einsum = getattr(vf, "einsum", None) if vf is not None else None
         if self._vf_einsum is None:
@@ -178,18 +179,36 @@ class TorchBackend(Backend):
     def sum(self, x: Any, axes: Sequence[int]) -> Any:
         return x.sum(dim=tuple(axes))
 
+    def split(self, x: Any, sizes: Sequence[int]) -> list[Any]:
+        return list(self.torch.split(x, list(sizes)))
+
+    def unbind(self, x: Any) -> list[Any]:
+        return list(self.torch.unbind(x))
+
     def take(self, x: Any, index: Any) -> Any:
         return self.torch.index_select(x, 0, index)
 
     def scatter(self, x: Any, index: Any) -> Any:
-        return self.torch.empty_like(x).index_copy_(0, index, x)
+        return self.torch.empty_like(x).index_put_((index,), x)
+
+    def linear_map(self, forward: Any, transpose: Any, x: Any) -> Any:
+        if not (self.torch.is_grad_enabled() and x.requires_grad):
+            with self.torch.no_grad():
+                return forward(x)
+        if self._linear_fn is None:
+            self._linear_fn = _linear_map_function(self.torch)
+        return self._linear_fn.apply(x, forward, transpose)
 
 
 def _numpy_fwht_function(torch: Any) -> Any:
     from ..hadamard import fwht
+    from ..kernels import fwht_
 
     def run(t: Any, blocks: tuple) -> Any:
-        return torch.from_numpy(np.ascontiguousarray(fwht(t.detach().contiguous().numpy(), list(blocks), rotate=True)))
+        y = t.detach().contiguous().clone()
+        if fwht_(y.numpy()):  # the compiled butterfly (numba), in place on the copy
+            return y
+        return torch.from_numpy(np.ascontiguousarray(fwht(y.numpy(), list(blocks), rotate=True)))
 
     class NumpyFWHT(torch.autograd.Function):
         @staticmethod
@@ -202,3 +221,19 @@ def _numpy_fwht_function(torch: Any) -> Any:
             return run(grad, ctx.blocks), None
 
     return NumpyFWHT
+
+
+def _linear_map_function(torch: Any) -> Any:
+    class LinearMap(torch.autograd.Function):
+        """A fixed linear map: forward and backward run without autograd and save no tensor."""
+
+        @staticmethod
+        def forward(ctx: Any, x: Any, forward: Any, transpose: Any) -> Any:
+            ctx.transpose = transpose
+            return forward(x)
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            return ctx.transpose(grad.contiguous()), None, None
+
+    return LinearMap

@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import SpecError
 from ..spec import SuperLoRA
 from .model import AdaptedModel, check_spec_keys, inject
+from .sharding import full_tensor, writes_files
 from .targets import layer_kind, target_shape
 
 __all__ = ["ADAPTER_FORMAT", "ADAPTER_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "load", "load_into", "read", "save"]
@@ -40,16 +41,21 @@ def _sha256(path: Path) -> str:
 
 
 def save(adapted: AdaptedModel, path: Any) -> Path:
-    """Write the adapter (and heads) of ``adapted`` into directory ``path``; returns it."""
+    """Write the adapter (and heads) of ``adapted`` into directory ``path``; returns it.
+
+    Sharded with FSDP2, every rank must call it (the shards are gathered); rank 0 writes.
+    """
     from safetensors.torch import save_file
 
     out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {f"adapter.{name}": p.detach().cpu().contiguous() for name, p in adapted.adapter.items()}
+    tensors = {f"adapter.{name}": full_tensor(p.detach()).cpu().contiguous() for name, p in adapted.adapter.items()}
     modules = dict(adapted.base_model.named_modules())
     for head in adapted.head_names:
         for pname, p in modules[head].state_dict().items():
-            tensors[f"heads.{head}.{pname}"] = p.detach().cpu().contiguous()
+            tensors[f"heads.{head}.{pname}"] = full_tensor(p.detach()).cpu().contiguous()
+    if not writes_files(adapted.adapter.values()):  # FSDP2: every rank gathered, rank 0 writes
+        return out
+    out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_NAME
     save_file(tensors, str(weights), metadata={"format": ADAPTER_FORMAT, "version": str(ADAPTER_VERSION)})
     config = {

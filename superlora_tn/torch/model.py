@@ -24,8 +24,12 @@ from torch import nn
 
 from ..backends import get_backend
 from ..errors import SpecError
+from ..factored import factored_supported
+from ..slices import shares_groups, target_delta, target_params
 from ..spec import SuperLoRA
-from .layers import LayerHook
+from .layers import AdaptedForward
+from .memory import choose_memory_mode
+from .sharding import is_sharded
 from .targets import LayerInfo, Selector, find_targets, layer_kind, matches, target_shape
 
 __all__ = ["AdaptedModel", "inject"]
@@ -60,13 +64,15 @@ def check_spec_keys(spec: Mapping[str, Any]) -> None:
 class AdaptedModel(nn.Module):
     """A model with a SuperLoRA adapter: ``base_model`` (frozen), ``adapter`` (trainable), ``spec``.
 
-    Calling it calls the base model; each adapted layer adds its delta through a forward hook.
-    Every materialised dW of one forward pass comes from ONE ``spec.contract`` call.
+    Calling it calls the base model; each adapted layer's forward is replaced on the instance
+    (``layers.AdaptedForward``). Targets whose group also feeds other targets get their dW from ONE
+    ``spec.contract`` per forward pass, run before the first layer (``memory="fast"``), or each
+    build their own slice just in time and rebuild it in the backward (``memory="low"``).
     """
 
     def __init__(self, model: nn.Module, spec: SuperLoRA, layers: list[LayerInfo], *,
                  modules_to_save: Sequence[str] = (), factored: bool | str = "auto", zero_init: Any = True,
-                 adapter_dtype: torch.dtype = torch.float32) -> None:
+                 adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto") -> None:
         super().__init__()
         if factored not in (True, False, "auto"):
             raise SpecError("factored", factored, 'True, False or "auto"')
@@ -102,11 +108,27 @@ class AdaptedModel(nn.Module):
             for p in modules[head].parameters():
                 p.requires_grad_(True)
         self._depth = 0
-        self._cache: dict[str, torch.Tensor] | None = None
+        self._cache: dict[str, torch.Tensor] | None = None  # this forward's shared dW
+        self._last: dict[str, torch.Tensor] = {}  # the last forward's, until backward (checkpoint recompute)
+        # targets that take their dW from the per-forward contraction: those sharing a group,
+        # except those applied factored or sliced from their own rows (stack folds, LoTR-like)
+        self._shared = {name for name in self.layers
+                        if shares_groups(spec, name) and not (factored is not False and factored_supported(spec, name))}
+        self.memory = choose_memory_mode(memory, spec, self._shared, values)
+        self._params_of = {name: target_params(spec, name) for name in self.layers}
         model._superlora_tn_adapted = True
         self._handles = [model.register_forward_pre_hook(self._enter), model.register_forward_hook(self._exit, always_call=True)]
+        self._forwards = {}
         for info in layers:
-            self._handles.append(modules[info.name].register_forward_hook(LayerHook(self, info, factored)))
+            module = modules[info.name]
+            self._forwards[info.name] = module.forward = AdaptedForward(self, module, info, factored)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles leave out the per-forward dW (graph tensors, rebuilt on the next forward)."""
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state["_cache"], state["_last"], state["_depth"] = None, {}, 0
+        return state
 
     def _heads(self, modules: Mapping[str, nn.Module]) -> list[str]:
         if not self.modules_to_save:
@@ -125,12 +147,29 @@ class AdaptedModel(nn.Module):
     # ----------------------------------------------------------------- forward
     def _enter(self, module: nn.Module, args: Any) -> None:
         self._depth += 1
+        if self._depth == 1:
+            self._cache = None
+            self._last = {}
+            if self._shared and self.memory == "fast" and self.adapter_enabled and not self.merged:
+                # before the first layer, so outside any checkpointed block: a recomputed block
+                # reads the same dW instead of contracting again
+                self._cache = self.deltas()
 
     def _exit(self, module: nn.Module, args: Any, output: Any) -> None:
         self._depth -= 1
         if self._depth <= 0:
             self._depth = 0
-            self._cache = None
+            cache, self._cache = self._cache, None
+            if cache and torch.is_grad_enabled():
+                self._keep_until_backward(cache)
+
+    def _keep_until_backward(self, cache: dict[str, torch.Tensor]) -> None:
+        """Keep this forward's shared dW for checkpoint recomputes; each entry is dropped once its
+        gradient has been computed (so nothing outlives the backward)."""
+        last = {name: d for name, d in cache.items() if name in self._shared and d.requires_grad}
+        for name, d in last.items():
+            d.register_hook(_dropper(last, name))
+        self._last = last
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.base_model(*args, **kwargs)
@@ -143,12 +182,39 @@ class AdaptedModel(nn.Module):
             return self.spec.contract(dict(self.adapter))
 
     def delta(self, name: str) -> torch.Tensor:
-        """dW of one target: from the per-forward cache (filled once per forward pass)."""
-        if self._depth == 0:  # a layer called on its own, outside the model's forward
-            return self.deltas()[name]
-        if self._cache is None:
-            self._cache = self.deltas()
-        return self._cache[name]
+        """dW of one target: a shared group's from this forward's contraction; a weight-wise
+        group's (or a layer called on its own) built just in time from its own parameters."""
+        if name in self._shared:
+            if self._depth > 0:
+                if self._cache is None:
+                    self._cache = self.deltas()
+                return self._cache[name]
+            if name in self._last and _in_backward():  # a checkpointed block recomputed
+                return self._last[name]
+        return self.target_delta(name)
+
+    def target_delta(self, name: str, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """dW of one target computed from only the parameters (and group rows) it needs."""
+        self.stats["target"] += 1
+        if params is None:
+            params = {n: self.adapter[n] for n in self._params_of[name]}
+        device = next(iter(params.values())).device.type
+        with torch.autocast(device, enabled=False):
+            return target_delta(self.spec, params, name)
+
+    def run_target(self, name: str, fn: Any, x: torch.Tensor) -> torch.Tensor:
+        """``fn(dW, x)`` for target ``name``. Low memory: dW is built inside a non-reentrant
+        checkpoint, so it is freed after the layer and rebuilt from the adapter in the backward."""
+        if self.memory != "low":
+            return fn(self.delta(name), x)
+        names = self._params_of[name]
+
+        def region(x: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:
+            return fn(self.target_delta(name, dict(zip(names, values))), x)
+
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(region, x, *(self.adapter[n] for n in names), use_reentrant=False)
 
     @contextlib.contextmanager
     def disable_adapter(self) -> Iterator[None]:
@@ -168,6 +234,9 @@ class AdaptedModel(nn.Module):
 
     @torch.no_grad()
     def _add(self, sign: float, safe: bool) -> None:
+        if any(is_sharded(p) for p in self.adapter.values()):
+            raise SpecError("merge", "a sharded (FSDP2) adapter",
+                            "an unsharded model: save() on every rank, then load() into a plain model and merge there")
         deltas = self.deltas()
         modules = self._weights()
         new = {}
@@ -207,6 +276,12 @@ class AdaptedModel(nn.Module):
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        for forward in self._forwards.values():
+            if forward.previous is not None:
+                forward.module.forward = forward.previous
+            else:
+                del forward.module.forward
+        self._forwards = {}
         self.base_model._superlora_tn_adapted = False
         for name, p in self.base_model.named_parameters():
             p.requires_grad_(self._requires_grad.get(name, True))
@@ -254,7 +329,7 @@ class AdaptedModel(nn.Module):
 
 def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] | SuperLoRA | None = None, *,
            exclude: Selector = None, modules_to_save: Sequence[str] | None = None, factored: bool | str = "auto",
-           zero_init: Any = True, adapter_dtype: torch.dtype = torch.float32) -> AdaptedModel:
+           zero_init: Any = True, adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto") -> AdaptedModel:
     """Attach a SuperLoRA adapter to ``model`` (in place) and return the :class:`AdaptedModel`.
 
     Args:
@@ -267,6 +342,12 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
         factored: ``"auto"`` (cost-based), True or False: apply natural-fold targets without dW.
         zero_init: as in ``SuperLoRA.init`` (True: dW == 0 at the start).
         adapter_dtype: dtype of the adapter parameters (float32 also on a half-precision model).
+        memory: how targets that share a group (``groups=G``, shuffle) get their dW. ``"fast"``:
+            one contraction of every shared dW per forward, kept until the backward (about 2x
+            dW_all extra). ``"low"``: each layer builds its own slice just in time and rebuilds
+            it in the backward (extra memory a few times the largest target's dW; more compute).
+            ``"auto"`` (default): fast unless its extra memory would pass a quarter of the free
+            memory of the adapter's device; an int: that budget in bytes. See docs/torch.md.
     """
     if not isinstance(model, nn.Module):
         raise SpecError("model", type(model).__name__, "a torch.nn.Module")
@@ -282,4 +363,17 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
     else:
         layers = find_targets(model, targets, exclude)
     return AdaptedModel(model, _build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
-                        factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype)
+                        factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype, memory=memory)
+
+
+def _dropper(store: dict[str, torch.Tensor], name: str) -> Any:
+    def drop(grad: torch.Tensor) -> None:
+        store.pop(name, None)
+
+    return drop
+
+
+def _in_backward() -> bool:
+    """True inside an autograd backward pass (where a checkpointed block is recomputed)."""
+    task_id = getattr(torch._C, "_current_graph_task_id", None)
+    return task_id is not None and task_id() != -1

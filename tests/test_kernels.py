@@ -1,0 +1,62 @@
+"""The compiled CPU kernels (numba) against the portable paths they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from superlora_tn import Fastfood, kernels
+from superlora_tn.backends import get_backend
+from superlora_tn.hadamard import fwht, hadamard_blocks, sylvester
+from superlora_tn.projection import two_pass_gather
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [2, 4, 8, 16, 256, 4096, 8192, 1 << 15])
+def test_fwht_equals_the_sylvester_matrix(n, dtype):
+    x = np.random.default_rng(n).standard_normal((3, n)).astype(dtype)
+    y = x.copy()
+    assert kernels.fwht_(y)
+    ref = x.astype(np.float64) @ sylvester(n) if n <= 4096 else fwht(x.astype(np.float64), hadamard_blocks(n))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.sqrt(n))
+
+
+def test_fwht_refuses_what_it_cannot_do():
+    assert not kernels.fwht_(np.ones((2, 6)))  # not a power of two
+    assert not kernels.fwht_(np.ones((2, 8), dtype=np.int64))
+    assert not kernels.fwht_(np.ones((8, 2)).T)  # not C-contiguous
+
+
+def test_gather_scatter_and_two_pass_equal_numpy(monkeypatch):
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(1 << 19).astype(np.int32)
+    x = rng.standard_normal(perm.size).astype(np.float32)
+    np.testing.assert_array_equal(kernels.gather(x, perm), x[perm])
+    y = np.empty_like(x)
+    y[perm] = x
+    np.testing.assert_array_equal(kernels.scatter(x, perm), y)
+    tp = two_pass_gather(perm)  # built by the counting-sort kernel
+    t = np.empty_like(x)
+    t[tp["scatter"]] = x
+    np.testing.assert_array_equal(t[tp["gather"]], x[perm])
+    monkeypatch.setattr(kernels, "available", lambda: False)  # the NumPy construction gives the same arrays
+    pure = two_pass_gather(perm)
+    np.testing.assert_array_equal(pure["scatter"], tp["scatter"])
+    np.testing.assert_array_equal(pure["gather"], tp["gather"])
+
+
+def test_fastfood_with_and_without_kernels_agree(monkeypatch):
+    F = Fastfood(0.3)
+    n = 300_000
+    c = F.constants([n], [F.generated_size(n)], 0, [0])
+    u = np.random.default_rng(1).standard_normal((1, F.generated_size(n)))
+    be = get_backend("numpy")
+    fast = F.forward(u, c, be)
+    g = np.random.default_rng(2).standard_normal((1, n))
+    fast_t = F.transpose(g, c, be)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    np.testing.assert_allclose(F.forward(u, c, be), fast, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(F.transpose(g, c, be), fast_t, rtol=1e-10, atol=1e-10)
