@@ -20,6 +20,7 @@ Settings that are one of the paper's named variants (LoRA, LoKr, LoNKr, LoTR, Lo
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,9 +34,12 @@ from .projection import Fastfood
 from .spec import SuperLoRA
 from .validate import is_positive_int
 
-__all__ = ["Candidate", "best_per_variant", "fit_budget", "settings_grid", "variant_of"]
+__all__ = ["RANK_BY", "Candidate", "best_per_variant", "fit_budget", "measured_family", "settings_grid", "variant_of"]
 
 MAX_RANK = 4096
+ARGUMENT_ORDER = ("groups", "fold", "order", "splits", "structure", "rank", "identity_modes", "projection")
+#: orderings of ``fit_budget(rank_by=...)``: each a sort key of (budget, candidate)
+RANK_BY: dict[str, Callable[[int, Candidate], tuple]] = {}
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,38 @@ class Candidate:
         text = f"groups={groups} fold={kw['fold']} M={kw['order']} K={kw['splits']} {structure} r={self.rank}"
         return text + (f" fastfood={proj.ratio:g}" if proj is not None else "")
 
+    def spec_arguments(self) -> dict[str, Any]:
+        """The setting as a JSON-ready mapping that ``--spec FILE`` accepts (``groups="kind"`` for
+        a grouping by kind, ``projection="fastfood:RATIO"``)."""
+        out: dict[str, Any] = {}
+        for key, value in sorted(self.kwargs.items(), key=lambda kv: ARGUMENT_ORDER.index(kv[0])):
+            if key == "projection":
+                if value is not None:
+                    out[key] = f"fastfood:{value.ratio:g}"
+            elif key == "groups" and not isinstance(value, str | int):
+                out[key] = "kind"
+            else:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def python(self) -> str:
+        """The exact ``SuperLoRA(targets, ...)`` arguments, to paste into Python.
+
+        >>> found = fit_budget({"w": (64, 64)}, 600, orders=(3,), splits=(1,), ratios=(0.5,), group_counts=(1,))
+        >>> next(c.python() for c in found if c.kwargs["fold"] == "balanced")
+        'groups=1, fold="balanced", order=3, splits=1, structure="tucker", rank=6, projection=Fastfood(0.5)'
+        """
+        parts = []
+        for key, value in sorted(self.kwargs.items(), key=lambda kv: ARGUMENT_ORDER.index(kv[0])):
+            if key == "projection":
+                if value is not None:
+                    parts.append(f"projection=Fastfood({value.ratio:g})")
+            elif key == "groups" and not isinstance(value, str | int):
+                parts.append("groups=group_by_kind(targets)")
+            else:
+                parts.append(f"{key}={_python_literal(value)}")
+        return ", ".join(parts)
+
     def as_dict(self) -> dict[str, Any]:
         kw = self.kwargs
         proj = kw.get("projection")
@@ -71,7 +107,17 @@ class Candidate:
             "grouping": kw["groups"], "fold": kw["fold"], "order": kw["order"], "splits": kw["splits"],
             "structure": kw["structure"], "identity_modes": list(kw.get("identity_modes", ())),
             "projection_ratio": None if proj is None else proj.ratio, "setting": self.describe(),
+            "python": self.python(), "spec": self.spec_arguments(),
         }
+
+
+def _python_literal(value: Any) -> str:
+    if isinstance(value, tuple):
+        inner = ", ".join(_python_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_python_literal(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
 DISPLAY_NAMES = {"dense": "dense", "lora": "LoRA", "lokr": "LoKr", "lonkr": "LoNKr", "lotr": "LoTR",
@@ -166,8 +212,22 @@ def _largest_rank(targets: Mapping[str, Sequence[int]], kwargs: dict[str, Any], 
     return best
 
 
-def fit_budget(targets: Mapping[str, Sequence[int]], budget: int | float, *, top: int | None = 20, **grid: Any) -> list[Candidate]:
-    """Settings with ``num_params <= budget``, ranked (see the module docstring); ``grid`` goes to ``settings_grid``."""
+RANK_BY.update({
+    "params": lambda budget, c: (budget - c.params, -c.rank, c.num_groups, c.describe()),
+    "rank": lambda budget, c: (-c.rank, budget - c.params, c.num_groups, c.describe()),
+    "fewest-groups": lambda budget, c: (c.num_groups, budget - c.params, -c.rank, c.describe()),
+})
+
+
+def fit_budget(targets: Mapping[str, Sequence[int]], budget: int | float, *, top: int | None = 20,
+               rank_by: str = "params", **grid: Any) -> list[Candidate]:
+    """Settings with ``num_params <= budget``, ranked; ``grid`` goes to ``settings_grid``.
+
+    ``rank_by``: ``params`` (the module docstring's order: closest to the budget first),
+    ``rank`` (highest rank first) or ``fewest-groups`` (fewest groups first, then closest).
+    """
+    if rank_by not in RANK_BY:
+        raise SpecError("rank_by", rank_by, " | ".join(RANK_BY))
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget < 1:
         raise SpecError("budget", budget, "a positive number of parameters")
     if top is not None and not is_positive_int(top):
@@ -180,7 +240,7 @@ def fit_budget(targets: Mapping[str, Sequence[int]], budget: int | float, *, top
             g = kwargs["groups"]
             groups = len(targets) if g == "weight" else (g if isinstance(g, int) else len(g))
             found.append(Candidate(fit[1], fit[0], {**kwargs, "rank": fit[0]}, variant_of(kwargs, targets), groups))
-    found.sort(key=lambda c: (budget - c.params, -c.rank, c.num_groups, c.describe()))
+    found.sort(key=lambda c: RANK_BY[rank_by](budget, c))
     found = found if top is None else found[:top]
     result = []
     for c in found:  # the shortcut for weight-wise groups must agree with the full spec's count
@@ -197,3 +257,28 @@ def best_per_variant(candidates: Sequence[Candidate]) -> dict[str, Candidate]:
     for c in candidates:
         best.setdefault(c.variant, c)
     return best
+
+
+def measured_family(candidate: Candidate, targets: Mapping[str, Sequence[int]]) -> str | None:
+    """The experiments' family this setting belongs to (same grouping, fold, order, splits and
+    structure, any rank or projection ratio; see docs/experiments.md), or None.
+
+    >>> t = {f"l{i}.{k}": (64, 64) for i in range(4) for k in ("q", "v")}
+    >>> found = fit_budget(t, 800, orders=(2,), splits=(1,), ratios=(None,), group_counts=(1, 4))
+    >>> ", ".join(measured_family(c, t) for c in found)
+    'SuperLoRA 2-D G=1, SuperLoRA 2-D G=L'
+    """
+    kw = candidate.kwargs
+    groups, fold, order, splits, structure = kw["groups"], kw["fold"], kw["order"], kw["splits"], kw["structure"]
+    layers = max(len(names) for names in group_by_kind(targets))
+    if groups == "weight" and fold == "natural" and order == 2:
+        return {1: "LoRA", 2: "LoKr", 3: "LoNKr"}.get(splits) if structure != "tucker" else None
+    if fold == "stack" and kw.get("identity_modes") == (0,):
+        return "LoTR"
+    if fold != "balanced" or splits != 1 or groups not in (1, layers):
+        return None
+    proj = kw.get("projection")
+    name = f"SuperLoRA {order}-D" + (" Tucker" if order > 2 else "") + f" G={'1' if groups == 1 else 'L'}"
+    if proj is not None:
+        return f"{name} + fastfood" if groups == 1 and order in (2, 3, 4) else None
+    return name if order in (2, 3, 4) else None

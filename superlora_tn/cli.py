@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .console import echo, print_table
 from .errors import SpecError
 
 __all__ = ["build_parser", "load_spec", "load_targets", "main"]
@@ -34,32 +35,7 @@ class MissingPart(Exception):
 
 
 # ----------------------------------------------------------------------------- output
-def _console() -> Any:
-    try:
-        from rich.console import Console
-    except ImportError:
-        return None
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 220)
-
-
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
-    """A table with rich when installed, else aligned plain text."""
-    console = _console()
-    cells = [[str(c) for c in row] for row in rows]
-    if console is not None:
-        from rich.table import Table
-
-        table = Table(title=title, title_justify="left", header_style="bold")
-        for c in columns:
-            table.add_column(c, justify="right" if c in right else "left", no_wrap=True)
-        for row in cells:
-            table.add_row(*row)
-        console.print(table)
-        return
-    widths = [max(len(x) for x in col) for col in zip(columns, *cells)]
-    print(title)
-    for row in [list(columns), *cells]:
-        print("  ".join(x.rjust(w) if c in right else x.ljust(w) for x, w, c in zip(row, widths, columns)).rstrip())
+# Tables and text fit the terminal width (100 columns when piped): superlora_tn.console.
 
 
 def _si(x: float) -> str:
@@ -230,20 +206,24 @@ def _parse_fold(text: str) -> str | tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------- commands
-def _collapse(rows: list[dict[str, Any]]) -> list[tuple[list[int], dict[str, Any]]]:
-    keys = ("entries", "fold", "splits", "structure", "equation", "params", "flops", "largest_intermediate")
-    merged: dict[tuple, tuple[list[int], dict[str, Any]]] = {}
-    for r in rows:
-        merged.setdefault(tuple(r[k] for k in keys), ([], r))[0].append(r["group"])
-    return list(merged.values())
+def print_groups(spec: Any, rows: list[dict[str, Any]] | None = None, per_group: bool = False) -> None:
+    """A spec's headline and its per-group table, identical groups merged unless ``per_group``."""
+    from .summary import collapse_rows, group_label, group_rows
 
-
-def _indices(ids: list[int]) -> str:
-    if len(ids) == 1:
-        return str(ids[0])
-    if ids == list(range(ids[0], ids[-1] + 1)):
-        return f"{ids[0]}-{ids[-1]}"
-    return (",".join(map(str, ids[:3])) + (f",..,{ids[-1]}" if len(ids) > 3 else "")) + f" (x{len(ids)})"
+    rows = group_rows(spec) if rows is None else rows
+    proj = spec.config["projection"]
+    extra = (f", scale {spec.scale_factor:g}" if spec.scale_factor != 1 else "") + (
+        f", projection {type(proj).__name__}({proj.ratio:g})" if proj else "") + (
+        f", shuffle seed {spec.config['shuffle']}" if spec.config["shuffle"] is not None else "")
+    echo(f"SuperLoRA over {len(spec.targets)} targets ({_si(spec.num_entries)} entries): {len(spec.groups)} groups, "
+         f"{spec.num_params:,} params, compression {spec.compression:.1f}x{extra}")
+    cols = ["group", "fold", "splits", "structure", "equation", "params", "compr.", "FLOPs", "largest"]
+    groups = [([r["group"]], r) for r in rows] if per_group else collapse_rows(rows)
+    table = [[group_label(ids), r["fold"], r["splits"], r["structure"], r["equation"], f"{r['params']:,}",
+              f"{r['compression']:.1f}x", _si(r["flops"]), _si(r["largest_intermediate"])] for ids, r in groups]
+    title = "per group" + ("" if per_group else ", identical groups merged (--per-group for all)")
+    print_table(title, cols, table,
+                right=("params", "compr.", "FLOPs", "largest"))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -261,19 +241,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"spec": spec.to_dict(), "totals": totals, "groups": rows}, indent=1))
         return 0
-    proj = spec.config["projection"]
-    extra = (f", projection {type(proj).__name__}({proj.ratio:g})" if proj else "") + (
-        f", shuffle seed {spec.config['shuffle']}" if spec.config["shuffle"] is not None else "")
-    print(f"SuperLoRA over {totals['targets']} targets ({_si(totals['entries'])} entries): {totals['groups']} groups, "
-          f"{totals['params']:,} params, compression {totals['compression']:.1f}x, scale {totals['scale']:g}{extra}")
-    cols = ["group", "fold", "splits", "structure", "equation", "params", "compression", "FLOPs", "largest interm."]
-    groups = [([r["group"]], r) for r in rows] if args.per_group else _collapse(rows)
-    table = [[_indices(ids), r["fold"], r["splits"], r["structure"], r["equation"], f"{r['params']:,}",
-              f"{r['compression']:.1f}x", _si(r["flops"]), _si(r["largest_intermediate"])] for ids, r in groups]
-    print_table("per group" + ("" if args.per_group else " (identical groups merged; --per-group for all)"), cols, table,
-                right=("params", "compression", "FLOPs", "largest interm."))
-    print(f"plan: {totals['batches']} batched contraction(s), {_si(totals['flops'])} FLOPs in all, "
-          f"largest intermediate {_si(totals['largest_intermediate'])} entries ({time.perf_counter() - start:.2f} s)")
+    print_groups(spec, rows, per_group=args.per_group)
+    echo(f"plan: {totals['batches']} batched contraction(s), {_si(totals['flops'])} FLOPs in all, "
+         f"largest intermediate {_si(totals['largest_intermediate'])} entries ({time.perf_counter() - start:.2f} s)")
     return 0
 
 
@@ -297,51 +267,81 @@ def cmd_budget(args: argparse.Namespace) -> int:
     }
     if args.group_counts is not None:
         grid["group_counts"] = _float_list(args.group_counts, "--group-counts", int) if args.group_counts else []
-    every = fit_budget(targets, args.budget, top=None, **grid)
+    every = fit_budget(targets, args.budget, top=None, rank_by=args.rank_by, **grid)
     if not every:
         raise SpecError("--budget", args.budget, "a budget at least one setting fits (raise it, or allow projections with --ratios)")
     found, variants = every[: args.top], best_per_variant(every)
     if args.json:
-        print(json.dumps({"budget": int(args.budget), "targets": len(targets), "candidates": [c.as_dict() for c in found],
+        print(json.dumps({"budget": int(args.budget), "targets": len(targets), "rank_by": args.rank_by,
+                          "candidates": [c.as_dict() for c in found],
                           "best_per_variant": {k: c.as_dict() for k, c in variants.items()}}, indent=1))
         return 0
-    print(f"budget {int(args.budget):,} params over {len(targets)} targets; ranked by: closest to the budget "
-          "(fewest unused parameters), then highest rank, then fewest groups")
-    rows = [[i + 1, f"{c.params:,}", f"{100 * c.params / args.budget:.1f}%", c.variant, c.num_groups, c.describe()]
-            for i, c in enumerate(found)]
-    print_table("settings that fit", ["#", "params", "of budget", "variant", "groups", "setting"], rows,
-                right=("#", "params", "of budget", "groups"))
-    rows = [[name, f"{c.params:,}", f"{100 * c.params / args.budget:.1f}%", c.num_groups, c.describe()] for name, c in variants.items()]
-    if rows:
-        print_table("best setting of each variant", ["variant", "params", "of budget", "groups", "setting"], rows,
-                    right=("params", "of budget", "groups"))
+    order = {"params": "closest to the budget (fewest unused parameters), then highest rank, then fewest groups",
+             "rank": "highest rank, then closest to the budget, then fewest groups",
+             "fewest-groups": "fewest groups, then closest to the budget, then highest rank"}[args.rank_by]
+    echo(f"budget {int(args.budget):,} params over {len(targets)} targets; ranked by {order} (--rank-by)")
+    _budget_table("settings that fit", found, targets, args.budget, numbered=True)
+    if variants:
+        _budget_table("best setting of each variant", list(variants.values()), targets, args.budget, numbered=False)
+        echo("measured: the experiments' family of the setting (docs/experiments.md). Arguments: paste into "
+             "SuperLoRA(targets, ...). As --spec JSON for plan and draw (save one to a file, pass --spec FILE):")
+        for i, c in enumerate(found):
+            echo(f"{i + 1}: {json.dumps(c.spec_arguments())}")
     else:
         print("nothing fits: raise the budget or allow projections (--ratios)")
     return 0
 
 
+def _budget_table(title: str, found: Sequence[Any], targets: dict[str, Any], budget: float, numbered: bool) -> None:
+    """Candidates as a table: params, share of the budget, variant, groups, experiments' family, arguments."""
+    from .budget import measured_family
+
+    cols = ["#"] * numbered + ["params", "of budget", "variant", "groups", "measured", "SuperLoRA arguments"]
+    rows = [[i + 1] * numbered + [f"{c.params:,}", f"{100 * c.params / budget:.1f}%", c.variant, c.num_groups,
+                                  (measured_family(c, targets) or "-").removeprefix("SuperLoRA "), c.python()] for i, c in enumerate(found)]
+    print_table(title, cols, rows, right=("#", "params", "of budget", "groups"))
+
+
 def cmd_draw(args: argparse.Namespace) -> int:
+    spec = load_spec(args)
+    if args.grouping:
+        from .draw_groups import draw_grouping
+
+        path = Path(args.output or "superlora_grouping.png")
+        if not path.parent.is_dir():  # the command line writes where it is told, it creates no directories
+            raise SpecError("--output", str(path), "a file in an existing directory")
+        draw_grouping(spec, path)
+        echo(f"wrote {path} ({path.stat().st_size} bytes): {len(spec.targets)} targets in {len(spec.groups)} groups")
+        return 0
     path = Path(args.output or f"superlora_group{args.group}.png")
     if not path.parent.is_dir():  # the command line writes where it is told, it creates no directories
         raise SpecError("--output", str(path), "a file in an existing directory")
-    spec = load_spec(args)
     spec.draw(args.group, path)
-    print(f"wrote {path} ({path.stat().st_size} bytes): group {args.group} of {len(spec.groups)}, {spec.groups[args.group].equation}")
+    echo(f"wrote {path} ({path.stat().st_size} bytes): group {args.group} of {len(spec.groups)}, {spec.groups[args.group].equation}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .backends import available_backends
-    from .demo import run_demo
+    from .console import progress_steps
+    from .demo import DEMO_SPECS, run_demo
 
     backends = args.backends.split(",") if args.backends else available_backends()
+    steps = DEMO_SPECS * (len(backends) + ("numpy" not in backends))
     start = time.perf_counter()
-    results = run_demo(print, backends)
+    started = [0]
+    with progress_steps("demo", steps) as advance:
+        def before(name: str, backend: str) -> None:  # the step before this one is done
+            advance(min(started[0], 1), label=f"{name[:24]}: {backend}")
+            started[0] += 1
+
+        results = run_demo(echo, backends, show=print_groups, before=before)
+        advance(1, label="demo")
     rows = [[name, backend, r["dtype"], f"{r['max_abs_diff']:.2e}", f"{r['seconds']:.2f}"]
             for name, per in results.items() for backend, r in per.items()]
     print_table("agreement with NumPy float64 (seeded non-zero parameters)", ["spec", "backend", "dtype", "max abs diff", "s"],
                 rows, right=("max abs diff", "s"))
-    print(f"demo done in {time.perf_counter() - start:.1f} s")
+    echo(f"demo done in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -368,7 +368,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             failed += not ok
             rows.append([name, backend, dtype, f"{report.max_error:.2e}", f"{report.relative_error:.2e}", f"{tol:.0e}",
                          "pass" if ok else "FAIL"])
-    print(f"contracted network vs. independent textbook formula; {len(VERIFY_TARGETS)} targets (16, 12), rank 3, "
+    echo(f"contracted network vs. independent textbook formula; {len(VERIFY_TARGETS)} targets (16, 12), rank 3, "
           "seeded non-zero parameters; JAX in float32 unless jax_enable_x64")
     print_table("reduction identities",
                 ["reduction", "backend", "dtype", "max error", "relative", "tolerance", "result"], rows,
@@ -401,7 +401,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise MissingPart(f"experiment needs superlora_tn.experiments and its extra ({exc})") from None
     if args.jobs is not None and args.jobs < 1:
         raise SpecError("--jobs", args.jobs, "a positive number of worker processes (or leave it out: one per CPU)")
-    return cli_experiment(args.name, quick=args.quick, out_dir=args.out_dir, jobs=args.jobs)
+    return cli_experiment(args.name, quick=args.quick, out_dir=args.out_dir, jobs=args.jobs, threads=args.threads)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -426,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_args(p)
     p.add_argument("--budget", type=float, required=True, help="parameter budget, e.g. 1e4")
     p.add_argument("--top", type=int, default=20, help="how many settings to list (default 20)")
+    p.add_argument("--rank-by", choices=("params", "rank", "fewest-groups"), default="params",
+                   help="order: closest to the budget (default), highest rank, or fewest groups first")
     p.add_argument("--orders", default="2,3,4", help="orders M to try (default 2,3,4)")
     p.add_argument("--splits", default="1,2,3", help="Kronecker splits K to try (default 1,2,3)")
     p.add_argument("--ratios", default="none,0.5,0.25,0.1", help="projection ratios to try, 'none' = no projection")
@@ -437,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_args(p)
     _add_spec_args(p)
     p.add_argument("--group", type=int, default=0, help="group index (default 0)")
+    p.add_argument("--grouping", action="store_true",
+                   help="draw how the groups cover the targets (grouping, folding, projection, shuffle) instead")
     p.add_argument("-o", "--output", help="file .png/.svg/.pdf (default superlora_group<N>.png)")
     p.set_defaults(func=cmd_draw)
 
@@ -446,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random non-zero parameters")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks); extra arguments are passed on")
+    p = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks); extra arguments such as "
+                       "--threads N are passed on")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for benchmarks")
     p.set_defaults(func=cmd_bench)
 
@@ -455,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a small, fast version")
     p.add_argument("--out-dir", default="results", help="where results go (default results/)")
     p.add_argument("--jobs", type=int, default=None, help="runs side by side, one process each (default: one per CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch (and BLAS) threads of the run and of each worker (default: 1 with several jobs)")
     p.set_defaults(func=cmd_experiment)
     return parser
 

@@ -25,7 +25,9 @@ from .presets import group_by_kind, preset_targets
 from .projection import Fastfood
 from .spec import SuperLoRA
 
-__all__ = ["agreement", "demo_specs", "run_demo"]
+__all__ = ["DEMO_SPECS", "agreement", "demo_specs", "run_demo"]
+
+DEMO_SPECS = 4  # how many specs demo_specs() returns
 
 
 def demo_specs() -> dict[str, SuperLoRA]:
@@ -49,12 +51,16 @@ def _dtype(backend: str) -> str:
     return "float64"
 
 
-def agreement(spec: SuperLoRA, backends: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+def agreement(spec: SuperLoRA, backends: Sequence[str] | None = None,
+              before: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
     """backend -> {dtype, max_abs_diff from NumPy float64, seconds} for seeded non-zero parameters.
 
-    NumPy float64 is the reference (its own difference is 0 by definition).
+    NumPy float64 is the reference (its own difference is 0 by definition). ``before(backend)``
+    is called before each contraction (the reference's is ``numpy``), for progress displays.
     """
     backends = list(available_backends() if backends is None else backends)
+    before = before or (lambda backend: None)
+    before("numpy")
     start = time.perf_counter()
     reference = spec.contract(backend="numpy", dtype="float64")
     reference_seconds = time.perf_counter() - start
@@ -64,6 +70,7 @@ def agreement(spec: SuperLoRA, backends: Sequence[str] | None = None) -> dict[st
             result[name] = {"dtype": "float64", "max_abs_diff": 0.0, "seconds": reference_seconds}
             continue
         be, dtype = get_backend(name), _dtype(name)
+        before(name)
         start = time.perf_counter()
         out = spec.contract(backend=name, dtype=dtype)
         diff = max(float(np.max(np.abs(be.to_numpy(out[t]).astype(np.float64) - reference[t]))) for t in reference)
@@ -71,13 +78,25 @@ def agreement(spec: SuperLoRA, backends: Sequence[str] | None = None) -> dict[st
     return result
 
 
-def run_demo(echo: Callable[[str], None] = print, backends: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Print every demo spec's summary and its backend agreement; return spec name -> agreement."""
+def run_demo(
+    echo: Callable[[str], None] = print,
+    backends: Sequence[str] | None = None,
+    show: Callable[[SuperLoRA], None] | None = None,
+    before: Callable[[str, str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Print every demo spec's summary and its backend agreement; return spec name -> agreement.
+
+    ``show(spec)`` prints a spec (default: ``echo(spec.summary())``); ``before(spec name,
+    backend)`` is called before each contraction, for progress displays.
+    """
     results = {}
     for name, spec in demo_specs().items():
         echo(f"== {name}")
-        echo(spec.summary())
-        results[name] = agreement(spec, backends)
+        if show is None:
+            echo(spec.summary())
+        else:
+            show(spec)
+        results[name] = agreement(spec, backends, None if before is None else (lambda b, n=name: before(n, b)))
         for backend, r in results[name].items():
             echo(f"   {backend:<6} {r['dtype']:<8} max|dW - dW_numpy| = {r['max_abs_diff']:.3e}   ({r['seconds']:.2f} s)")
         echo("")

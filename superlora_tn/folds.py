@@ -1,4 +1,4 @@
-"""Folding a group's generated entries into an M-mode tensor (DESIGN.md section 2).
+"""Folding a group's generated entries into an M-mode tensor (docs/semantics.md, "Folds").
 
 >>> natural_fold((768, 3072), 4)
 (24, 32, 48, 64)

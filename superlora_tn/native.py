@@ -2,7 +2,7 @@
 
 ``reference.<formula>(*native[key])`` equals ``spec.contract(params)`` (per target for
 dense/lora/lokr, per group for the rest). The layout (groups, segments, the fold cut) is
-re-implemented here from DESIGN.md section 2 by slicing, independent of the contraction path.
+re-implemented here from the layout in docs/semantics.md by slicing, independent of the contraction path.
 
 >>> import superlora_tn as slt
 >>> from superlora_tn import reference
@@ -63,7 +63,7 @@ def _bk(params: Mapping[str, Any]) -> Any:
 
 
 def _group_vectors_to_targets(spec: SuperLoRA, vectors: Mapping[int, Any], backend: Any) -> dict[str, Any]:
-    """Place each group's n entries (C order) onto the targets' row-major entries (DESIGN section 2)."""
+    """Place each group's n entries (C order) onto the targets' row-major entries (docs/semantics.md)."""
     pieces: dict[str, list[tuple[int, Any]]] = {t.name: [] for t in spec.targets}
     for g in spec.groups:
         local, vec = 0, vectors[g.index]

@@ -1,6 +1,6 @@
 """One Kronecker factor T_k of a group: its structure, its parameters and its einsum terms.
 
-Structures (DESIGN.md section 2):
+Structures (docs/semantics.md):
 
 - ``tucker``: core C (r_1..r_M) and factor matrices A_m (n_m, r_m); a mode listed in
   ``identity_modes`` has rank n_m and uses the identity (no matrix, the core carries that mode).

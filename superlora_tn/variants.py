@@ -1,4 +1,4 @@
-"""Named LoRA variants as SuperLoRA specs (DESIGN.md section 3), each with its parameter count.
+"""Named LoRA variants as SuperLoRA specs (docs/reductions.md), each with its parameter count.
 
 Every builder returns a plain :class:`~superlora_tn.SuperLoRA`; ``spec.identify()`` gives the
 variant's name back, and ``spec.num_params`` equals the formula in the builder's docstring

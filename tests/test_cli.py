@@ -203,7 +203,8 @@ def test_experiment_command_calls_the_experiment_runner(monkeypatch: pytest.Monk
     import superlora_tn.experiments as experiments
 
     calls = []
-    monkeypatch.setattr(experiments, "cli_experiment", lambda name, quick, out_dir, jobs: calls.append((name, quick, out_dir, jobs)) or 0)
+    monkeypatch.setattr(experiments, "cli_experiment",
+                        lambda name, quick, out_dir, jobs, threads: calls.append((name, quick, out_dir, jobs, threads)) or 0)
     assert main(["experiment", "minilm", "--quick", "--out-dir", str(tmp_path)]) == 0
-    assert main(["experiment", "digits", "--jobs", "2"]) == 0
-    assert calls == [("minilm", True, str(tmp_path), None), ("digits", False, "results", 2)]
+    assert main(["experiment", "digits", "--jobs", "2", "--threads", "1"]) == 0
+    assert calls == [("minilm", True, str(tmp_path), None, None), ("digits", False, "results", 2, 1)]

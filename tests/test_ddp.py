@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
+from helpers import spawn_gloo  # noqa: E402
 from torch import nn  # noqa: E402
 
 from superlora_tn.torch import inject  # noqa: E402
@@ -59,6 +59,15 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         if rank == 0:
             torch.save(gathered, os.path.join(out_dir, "states.pt"))
     finally:
+        _shutdown()
+
+
+def _shutdown() -> None:
+    """Leave together: gloo's destroy can abort ("terminate called without an active exception")
+    when one rank tears its connections down while the other still uses them."""
+    try:
+        dist.barrier()
+    finally:
         dist.destroy_process_group()
 
 
@@ -70,7 +79,7 @@ def _free_port() -> int:
 
 def test_ddp_two_processes_match_one_process_on_the_whole_batch(tmp_path):
     start = time.perf_counter()
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    spawn_gloo(_worker, (_free_port(), str(tmp_path)), WORLD)
     wall = time.perf_counter() - start
     print(f"DDP 2-process gloo run: {wall:.2f} s wall")
     states = torch.load(tmp_path / "states.pt")

@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 TASKS = ("digits", "diffusion", "minilm")
+PLOT_TITLES = {
+    "digits": "digits: ViT adapted to digits rotated by 90 degrees",
+    "diffusion": "diffusion: denoiser adapted from digits 0-4 to 5-9",
+    "minilm": "MiniLM: sentiment of VADER lexicon words",
+}
 
 
 def _make_task(name: str, quick: bool, budget: Any = None) -> Any:
@@ -74,7 +79,7 @@ def run(
     """
     import torch
 
-    from . import report
+    from . import _common, report
     from ._pool import available_cpus, blas_threads, fork_blocker, run_all
     from .methods import select
 
@@ -91,10 +96,11 @@ def run(
     chosen = select(quick=quick, names=list(methods) if methods is not None else None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _common.SHOW_PROGRESS = show_progress
     start = time.perf_counter()
     with blas_threads(threads) if threads is not None else contextlib.nullcontext():
         task = _make_task(name, quick, budget)
-        rows, artifacts = run_all(task, chosen, seeds, show_progress=show_progress, jobs=jobs)
+        rows, artifacts = run_all(task, chosen, seeds, show_progress=show_progress, jobs=jobs, threads=threads or 1)
     summaries = report.aggregate(rows)
     total_s = time.perf_counter() - start
     extra = task.finish(out, artifacts) if task.finish is not None else ""
@@ -103,8 +109,7 @@ def run(
     report.write_summary_csv(summaries, out / f"{name}_summary.csv")
     percent = [m for m in task.higher_is_better if m in ("accuracy", "target_share")]
     effs = report.efficiency(summaries, task.primary, task.higher_is_better[task.primary])
-    report.plot(summaries, task.primary, out / f"{name}_plot.png",
-                title=f"{name}: {task.primary} vs adapter parameters")
+    report.plot(summaries, list(task.higher_is_better), out / f"{name}_plot.png", title=PLOT_TITLES.get(name, name))
     notes = {**task.notes, "seeds": seeds, "total wall time (s)": round(total_s, 1),
              "torch threads": torch.get_num_threads(), "worker processes": jobs}
     md = [f"# Experiment `{name}`{' (quick)' if quick else ''}\n", "## Setup\n"]
@@ -123,10 +128,11 @@ def run(
 
 
 def cli_experiment(
-    name: str, quick: bool = False, out_dir: str | Path = "results", jobs: int | None = None
+    name: str, quick: bool = False, out_dir: str | Path = "results", jobs: int | None = None,
+    threads: int | None = None,
 ) -> int:
-    """Entry point for ``superlora-tn experiment NAME [--quick] [--out-dir DIR] [--jobs N]``."""
-    run(name, quick=quick, out_dir=out_dir, jobs=jobs)
+    """Entry point for ``superlora-tn experiment NAME [--quick] [--out-dir DIR] [--jobs N] [--threads N]``."""
+    run(name, quick=quick, out_dir=out_dir, jobs=jobs, threads=threads)
     return 0
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..console import progress_steps
 from ._adapter import AdaptedModel
 from .methods import Method, TargetInfo, build_generator, implementation
 
@@ -35,6 +36,10 @@ def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
             yield perm[start : start + size]
 
 
+#: whether pretraining shows a progress bar (``run(show_progress=...)`` sets it)
+SHOW_PROGRESS = True
+
+
 def train_loop(
     model: AdaptedModel,
     loss_fn: Callable[[Any], Tensor],
@@ -42,10 +47,13 @@ def train_loop(
     steps: int,
     lr: float,
     weight_decay: float = 0.0,
+    label: str | None = None,
 ) -> float:
     """AdamW with a cosine learning-rate schedule over ``steps`` batches; returns the last loss.
 
     ``batch_iter`` yields whatever ``loss_fn`` takes (index tensors, for the simple tasks).
+    With a ``label`` (pretraining), a progress bar with an ETA is shown on stderr while
+    :data:`SHOW_PROGRESS` is true.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params or steps == 0:
@@ -54,14 +62,16 @@ def train_loop(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     model.train()
     loss = torch.tensor(float("nan"))
-    for step, batch in enumerate(batch_iter):
-        if step == steps:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(batch)
-        loss.backward()
-        opt.step()
-        sched.step()
+    with progress_steps(label or "", steps, enabled=label is not None and SHOW_PROGRESS) as advance:
+        for step, batch in enumerate(batch_iter):
+            if step == steps:
+                break
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(batch)
+            loss.backward()
+            opt.step()
+            sched.step()
+            advance()
     model.eval()
     return float(loss.detach())
 

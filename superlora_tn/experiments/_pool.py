@@ -91,9 +91,9 @@ def blas_threads(n: int) -> AbstractContextManager[Any]:
     return threadpool_limits(limits=n)
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-    blas_threads(1)  # for the worker's lifetime
+def _init_worker(threads: int = 1) -> None:
+    torch.set_num_threads(threads)
+    blas_threads(threads)  # for the worker's lifetime
 
 
 def _work(job: tuple[int, Method, int]) -> Result:
@@ -104,12 +104,13 @@ def _work(job: tuple[int, Method, int]) -> Result:
 
 
 @contextmanager
-def worker_pool(task: Task, jobs: int, runs: int) -> Iterator[Callable[[Pairs], Iterator[Result]]]:
+def worker_pool(task: Task, jobs: int, runs: int, threads: int = 1) -> Iterator[Callable[[Pairs], Iterator[Result]]]:
     """A function that runs pairs and yields ``(index into pairs, row, artifact)`` as they finish.
 
     With ``jobs > 1`` (and more than one run, on a platform with ``fork``) the worker processes
     are forked when the block is entered, so open it before starting any thread (a progress
-    display); otherwise everything runs in this process, in order.
+    display); otherwise everything runs in this process, in order. Each worker runs
+    ``threads`` torch (and BLAS) threads.
     """
     if jobs <= 1 or runs <= 1 or not can_fork():
 
@@ -123,7 +124,7 @@ def worker_pool(task: Task, jobs: int, runs: int) -> Iterator[Callable[[Pairs], 
     _TASK = task
     try:
         context = multiprocessing.get_context("fork")
-        with context.Pool(min(jobs, runs), initializer=_init_worker) as pool:
+        with context.Pool(min(jobs, runs), initializer=_init_worker, initargs=(threads,)) as pool:
 
             def parallel(pairs: Pairs) -> Iterator[Result]:
                 work = [(i, m, s) for i, (m, s) in enumerate(pairs)]
@@ -140,8 +141,11 @@ def run_all(
     seeds: Sequence[int],
     show_progress: bool = True,
     jobs: int = 1,
+    threads: int = 1,
 ) -> tuple[list[Row], dict[tuple[str, int], Any]]:
-    """Run every applicable method on every seed with a progress bar.
+    """Run every applicable method on every seed with a progress bar (with an ETA).
+
+    ``threads``: torch threads of each worker process (with ``jobs > 1``).
 
     Returns the rows in (method, seed) order whatever order the workers finished in, and the
     artifacts of ``task.keep`` keyed by ``(method name, seed)``.
@@ -152,22 +156,25 @@ def run_all(
         Progress,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
+
+    from ..console import make_console
 
     methods = [m for m in methods if m.kind not in task.skip_kinds and m.name not in task.skip_methods]
     pairs = [(m, s) for m in methods for s in seeds]
     done: dict[int, tuple[Row, Any]] = {}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with worker_pool(task, jobs, len(pairs)) as run_pairs, \
-            Progress(*columns, disable=not show_progress) as progress:
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with worker_pool(task, jobs, len(pairs), threads) as run_pairs, \
+            Progress(*columns, console=make_console(), disable=not show_progress) as progress:
         bar = progress.add_task(f"{task.name}: {len(pairs)} runs, {jobs} jobs", total=len(pairs))
         for index, row, artifact in run_pairs(pairs):
             done[index] = (row, artifact)
             progress.advance(bar)
             if show_progress:
                 shown = ", ".join(f"{k}={v:.3f}" for k, v in row.metrics.items())
-                progress.console.log(
+                progress.console.print(
                     f"{row.method:<32} seed {row.seed}: {shown}  "
                     f"params {row.adapter_params}+{row.head_params}  {row.wall_s:.1f}s",
                     highlight=False,

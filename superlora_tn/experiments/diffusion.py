@@ -130,7 +130,8 @@ def train_classifier(x: Tensor, y: Tensor, steps: int = 1500, seed: int = 0) -> 
         noisy = xt[idx] + 0.1 * torch.randn_like(xt[idx])  # robust to sampler noise
         return F.cross_entropy(wrapped(noisy), yt[idx])
 
-    train_loop(wrapped, loss, batches(len(tr), 128, gen), steps, 3e-3, weight_decay=1e-4)
+    train_loop(wrapped, loss, batches(len(tr), 128, gen), steps, 3e-3, weight_decay=1e-4,
+               label="diffusion: training the judge")
     clf.load_state_dict({k: v.detach() for k, v in wrapped.overrides().items()})
     clf.eval()
     for p in clf.parameters():
@@ -195,7 +196,8 @@ def pretrain(x: Tensor, sched: Schedule, budget: DiffusionBudget, seed: int = 0)
     net = Denoiser()
     wrapped = AdaptedModel(net, trainable=[n for n, _ in net.named_parameters()])
     train_loop(wrapped, lambda idx: diffusion_loss(wrapped, sched, x[idx]),
-               batches(len(x), budget.batch_size, gen), budget.pretrain_steps, budget.pretrain_lr)
+               batches(len(x), budget.batch_size, gen), budget.pretrain_steps, budget.pretrain_lr,
+               label="diffusion: pretraining the denoiser")
     net.load_state_dict({k: v.detach() for k, v in wrapped.overrides().items()})
     for p in net.parameters():
         p.requires_grad_(False)
@@ -213,9 +215,11 @@ def save_sample_grid(samples: dict[str, Tensor], path: Path, per_row: int = 8) -
     import matplotlib
 
     matplotlib.use("Agg")
+    import textwrap
+
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.6))
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.9))
     axes = np.atleast_1d(axes)
     for ax, (title, imgs) in zip(axes, samples.items()):
         imgs = imgs[: per_row * per_row].view(-1, 8, 8).numpy()
@@ -224,10 +228,11 @@ def save_sample_grid(samples: dict[str, Tensor], path: Path, per_row: int = 8) -
             r, c = divmod(k, per_row)
             grid[r * 9 : r * 9 + 8, c * 9 : c * 9 + 8] = img
         ax.imshow(grid, cmap="gray_r", vmin=-1, vmax=1)
-        ax.set_title(title, fontsize=8)
+        lines = [part for line in title.split("\n") for part in textwrap.wrap(line, 28)]
+        ax.set_title("\n".join(lines), fontsize=8)  # each line inside its panel's width
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.2)  # titles clear of the edge
     plt.close(fig)
 
 

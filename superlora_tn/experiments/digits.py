@@ -146,7 +146,7 @@ def pretrain(data: dict[str, Tensor], budget: DigitsBudget, seed: int = 0) -> Vi
         return F.cross_entropy(wrapped(x[idx]), y[idx], label_smoothing=0.1)
 
     train_loop(wrapped, loss, batches(len(y), budget.batch_size, gen), budget.pretrain_steps,
-               budget.pretrain_lr, weight_decay=0.05)
+               budget.pretrain_lr, weight_decay=0.05, label="digits: pretraining the ViT")
     trained = {name: p.detach() for name, p in wrapped.overrides().items()}
     vit.load_state_dict(trained, strict=False)
     for p in vit.parameters():

@@ -120,8 +120,8 @@ def all_methods() -> list[Method]:
             dict(groups="@roles", fold="stack", order=3, splits=1, structure="tucker",
                  rank=("@L", 4, 4), identity_modes=(0,)),
         ),
-        _grouped(2, 1, 1),
-        _grouped(2, "@layers", 1),
+        _grouped(2, 1, 1, quick=True),  # quick: the settings competitive below LoRA r=1 in the full runs
+        _grouped(2, "@layers", 1, quick=True),
         _grouped(3, 1, 4),
         _grouped(3, "@layers", 4),
         _grouped(4, 1, 4),

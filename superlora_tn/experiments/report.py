@@ -173,47 +173,119 @@ def efficiency_markdown(effs: Sequence[Efficiency], metric: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: axis labels in words, by metric
+METRIC_LABELS = {
+    "accuracy": "accuracy on held-out data",
+    "target_share": "share of samples judged a 5-9 digit",
+    "fd": "Frechet distance to real 5-9 digits (lower is better)",
+}
+#: Okabe-Ito colours (colour-blind safe) and a marker per family; "+ fastfood" variants share
+#: their base family's colour with a dashed line and hollow markers
+FAMILY_STYLES = {
+    "LoRA": ("#000000", "o"),
+    "SuperLoRA 2-D": ("#E69F00", "s"),
+    "SuperLoRA 3-D Tucker": ("#56B4E9", "D"),
+    "SuperLoRA 4-D Tucker": ("#009E73", "^"),
+    "LoKr": ("#D55E00", "v"),
+    "LoNKr": ("#CC79A7", "<"),
+    "LoTR": ("#0072B2", ">"),
+    "full FT": ("#999999", "*"),
+    "baseline": ("#7F6000", "P"),
+}
+EXTRA_STYLES = (("#E69F00", "h"), ("#56B4E9", "p"), ("#009E73", "H"), ("#D55E00", "d"), ("#CC79A7", "8"))
+
+
+def family_style(family: str, index: int = 0) -> dict[str, object]:
+    """Colour, marker, line and marker fill of a family's curve (see :data:`FAMILY_STYLES`).
+
+    >>> family_style("SuperLoRA 3-D Tucker + fastfood")["linestyle"], family_style("LoRA")["color"]
+    ('--', '#000000')
+    """
+    base = family.replace(" + fastfood", "").replace(" shuffled", "")
+    color, marker = FAMILY_STYLES.get(base, EXTRA_STYLES[index % len(EXTRA_STYLES)])
+    style: dict[str, object] = {"color": color, "marker": marker, "linestyle": "-", "markerfacecolor": color}
+    if "fastfood" in family:
+        style.update(linestyle="--", markerfacecolor="white")
+    if "shuffled" in family:
+        style.update(marker="X")
+    return style
+
+
 def plot(
-    summaries: Sequence[Summary], metric: str, path: Path, title: str, ylabel: str | None = None
+    summaries: Sequence[Summary], metric: str | Sequence[str], path: Path, title: str, ylabel: str | None = None
 ) -> None:
-    """Metric versus adapter parameters (log x), one curve per family, std as error bars;
-    zero-shot and head-only as horizontal lines."""
+    """Each metric versus adapter parameters (log x), one curve per family, std as error bars.
+
+    The y axis fits the adapted methods; zero-shot and head-only are horizontal lines when they
+    fall inside it, else a note at the edge they lie beyond (so they never squash the data).
+    Several metrics are drawn side by side with one legend.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.4 * len(metrics) + 2.6, 5.2), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        _plot_metric(ax, summaries, m, ylabel if len(metrics) == 1 and ylabel else METRIC_LABELS.get(m, m))
+        if len(metrics) > 1:
+            ax.set_title(METRIC_LABELS.get(m, m).split(" (")[0], fontsize=10)
+    if len(metrics) > 1:
+        fig.suptitle(title, fontsize=11)
+    else:
+        axes[0][0].set_title(title, fontsize=11)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _plot_metric(ax: object, summaries: Sequence[Summary], metric: str, ylabel: str) -> None:
     families: dict[str, list[Summary]] = {}
     for s in summaries:
-        if s.method in REFERENCE_METHODS or s.adapter_params <= 0:
+        if s.method in REFERENCE_METHODS or s.adapter_params <= 0 or metric not in s.mean:
             continue
         families.setdefault(s.family, []).append(s)
-    markers = "osD^v<>pP*Xh"
-    colors = plt.get_cmap("tab20").colors
+    low, high = [], []
     for i, (family, group) in enumerate(families.items()):
         group = sorted(group, key=lambda s: s.adapter_params)
-        x = [s.adapter_params for s in group]
         y = [s.mean[metric] for s in group]
         e = [s.std[metric] for s in group]
+        low += [v - d for v, d in zip(y, e)]
+        high += [v + d for v, d in zip(y, e)]
+        style = family_style(family, i)
+        if len(group) == 1:
+            style["linestyle"] = "none"
         label = family if family != "baseline" else ", ".join(s.method for s in group)
-        ax.errorbar(x, y, yerr=e, marker=markers[i % len(markers)], capsize=3, label=label,
-                    color=colors[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
-                    linestyle="-" if len(group) > 1 else "none")
+        ax.errorbar([s.adapter_params for s in group], y, yerr=e, capsize=3, label=label, markersize=6, **style)
+    pad = 0.08 * ((max(high) - min(low)) or 1.0) if low else 0.1
+    bottom, top = (min(low) - pad, max(high) + pad) if low else (0.0, 1.0)
     styles = {"zero-shot": ":", "head only": "--"}
     for s in summaries:
-        if s.method in REFERENCE_METHODS:
-            ax.axhline(s.mean[metric], color="grey", linestyle=styles[s.method],
-                       label=f"{s.method} ({s.mean[metric]:.3g})")
+        if s.method not in REFERENCE_METHODS or metric not in s.mean:
+            continue
+        value = s.mean[metric]
+        if bottom <= value <= top:
+            ax.axhline(value, color="grey", linestyle=styles[s.method], label=s.method)
+            ax.annotate(f"{s.method}: {value:.3g}", xy=(0.99, value), xycoords=("axes fraction", "data"), fontsize=8,
+                        color="dimgrey", ha="right", va="bottom")
+            continue
+        below = value < bottom
+        ax.annotate(f"{s.method}: {value:.3g} ({'below' if below else 'above'} the axis)", fontsize=8, color="dimgrey",
+                    xy=(0.01, 0.015 if below else 0.985), xycoords="axes fraction", ha="left",
+                    va="bottom" if below else "top")
+    ax.set_ylim(bottom, top)
     ax.set_xscale("log")
     ax.set_xlabel("trainable adapter parameters (log scale)")
-    ax.set_ylabel(ylabel or metric)
-    ax.set_title(title)
+    ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+
+def replot(runs_csv: Path, metrics: Sequence[str], path: Path, title: str) -> None:
+    """Redraw a saved experiment's plot from its ``<task>_runs.csv`` (no training)."""
+    plot(aggregate(read_rows_csv(runs_csv)), metrics, path, title)
 
 
 @dataclass
