@@ -26,6 +26,7 @@ from ..backends import get_backend
 from ..errors import SpecError
 from ..slices import shares_groups, target_delta, target_params
 from ..spec import SuperLoRA
+from .defaults import default_targets, refuse_peft_spelling
 from .layers import AdaptedForward
 from .memory import choose_memory_mode
 from .sharding import is_sharded
@@ -53,9 +54,12 @@ def _build_spec(layers: list[LayerInfo], spec: Mapping[str, Any] | SuperLoRA | N
 
 
 def check_spec_keys(spec: Mapping[str, Any]) -> None:
-    """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError)."""
+    """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError); a PEFT
+    spelling (``r``, ``lora_alpha``) names this library's argument."""
     allowed = [p for p in inspect.signature(SuperLoRA).parameters if p != "targets"]
     unknown = sorted(str(k) for k in spec if k not in allowed)
+    for key in unknown:
+        refuse_peft_spelling(f"spec[{key!r}]", key)
     if unknown:
         raise SpecError("spec", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")
 
@@ -71,10 +75,13 @@ class AdaptedModel(nn.Module):
 
     def __init__(self, model: nn.Module, spec: SuperLoRA, layers: list[LayerInfo], *,
                  modules_to_save: Sequence[str] = (), factored: bool | str = "auto", zero_init: Any = True,
-                 adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto") -> None:
+                 adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto", dropout: float = 0.0) -> None:
         super().__init__()
         if factored not in (True, False, "auto"):
             raise SpecError("factored", factored, 'True, False or "auto"')
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+            raise SpecError("dropout", dropout, "a probability p with 0 <= p < 1 (dropout on each adapted layer's input)")
+        self.dropout = float(dropout)
         if getattr(model, "_superlora_tn_adapted", False):
             raise SpecError("model", type(model).__name__, "a model without an attached adapter (unload() the first one)")
         self.base_model = model
@@ -118,6 +125,10 @@ class AdaptedModel(nn.Module):
         for info in layers:
             module = modules[info.name]
             self._forwards[info.name] = module.forward = AdaptedForward(self, module, info, factored)
+        if type(self) is AdaptedModel:  # Adapted<Base>: forward with the base class's signature (hf.py)
+            from .hf import adapted_class
+
+            self.__class__ = adapted_class(type(model))
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles leave out the per-forward dW (graph tensors, rebuilt on the next forward)."""
@@ -168,7 +179,86 @@ class AdaptedModel(nn.Module):
         self._last = last
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the base model (its adapted layers add their dW)."""
         return self.base_model(*args, **kwargs)
+
+    # ----------------------------------------------------------------- behave like the wrapped model
+    def __getattr__(self, name: str) -> Any:
+        """Attributes the AdaptedModel lacks come from the base model (``config``, ``generate`` ...)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_model" or (name.startswith("__") and name.endswith("__")):
+                raise
+            modules = self.__dict__.get("_modules") or {}
+            if "base_model" not in modules:
+                raise
+            return getattr(modules["base_model"], name)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        base = type(self).__dict__.get("_superlora_tn_base_class")
+        if base is None:
+            return super().__reduce_ex__(protocol)
+        from .hf import remake
+
+        return remake, (base,), self.__getstate__()
+
+    def get_base_model(self) -> nn.Module:
+        """The wrapped model (adapted layers included), as ``PeftModel.get_base_model``."""
+        return self.base_model
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}(base_model={type(self.base_model).__name__}, {len(self.layers)} adapted layers, "
+                 f"{self.spec.num_params:,} adapter parameters, memory={self.memory!r}, dropout={self.dropout}"
+                 f"{', merged' if self.merged else ''})"]
+        lines += [f"  {name}: {info.kind} {tuple(info.shape)}" for name, info in self.layers.items()]
+        lines += [f"  head {name}: trained in full" for name in self.head_names]
+        return "\n".join(lines)
+
+    def adapter_input(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The input the adapter path sees: ``dropout(x)`` while training (PEFT's lora_dropout)."""
+        if self.dropout and module.training:
+            return torch.nn.functional.dropout(x, self.dropout, training=True)
+        return x
+
+    def uses_dropout(self, module: nn.Module) -> bool:
+        return bool(self.dropout) and module.training
+
+    # ----------------------------------------------------------------- state dict = trainable state
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
+        """The trainable state: ``adapter.*``, the heads (``base_model.<head>.*``) and ``_extra_state``
+        (the adapter config). The frozen base is the model you load; ``base_model.state_dict()`` has it."""
+        if args:
+            raise TypeError("AdaptedModel.state_dict takes keyword arguments only (destination=, prefix=, keep_vars=)")
+        from .hf import filtered_state_dict
+
+        return filtered_state_dict(self, destination, prefix, keep_vars)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Load a state dict (this model's ``state_dict()`` or a full one); the frozen base keys are
+        never reported missing. The saved config is checked before anything is copied."""
+        from torch.nn.modules.module import _IncompatibleKeys
+
+        from .hf import trainable_keys
+
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        own = set(trainable_keys(self, result.missing_keys))
+        missing = [k for k in result.missing_keys if k in own]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}: missing keys {missing}, "
+                               f"unexpected keys {result.unexpected_keys}")
+        return _IncompatibleKeys(missing, result.unexpected_keys)
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The adapter config (spec, layer kinds, heads) as a uint8 tensor of JSON."""
+        from .hf import adapter_config, encode
+
+        return encode(adapter_config(self))
+
+    def set_extra_state(self, state: Any) -> None:
+        from .hf import check_config, decode
+
+        check_config(self, decode(state))
 
     def deltas(self) -> dict[str, torch.Tensor]:
         """dW of every target, name -> tensor in the target's shape (one batched contraction)."""
@@ -303,18 +393,21 @@ class AdaptedModel(nn.Module):
         trainable = adapter + heads
         return {"adapter": adapter, "heads": heads, "trainable": trainable, "all": total, "percent": 100.0 * trainable / total}
 
-    def print_trainable_parameters(self) -> str:
+    def print_trainable_parameters(self) -> None:
+        """Print the counts in PEFT's format (returns None, as PEFT; the numbers: ``trainable_parameters()``)."""
         c = self.trainable_parameters()
-        line = (f"trainable params: {c['trainable']:,} (adapter {c['adapter']:,} + heads {c['heads']:,}) "
-                f"|| all params: {c['all']:,} || trainable%: {c['percent']:.4f}")
-        print(line)
-        return line
+        print(f"trainable params: {c['trainable']:,} (adapter {c['adapter']:,} + heads {c['heads']:,}) "
+              f"|| all params: {c['all']:,} || trainable%: {c['percent']:.4f}")
 
     def save(self, path: Any) -> None:
         """Write ``adapter_model.safetensors`` + ``adapter_config.json`` (spec, format, version, checksum)."""
         from .io import save
 
         save(self, path)
+
+    def save_pretrained(self, save_directory: Any) -> None:
+        """PEFT's name for :meth:`save` (``superlora_tn.torch.from_pretrained`` reads it back)."""
+        self.save(save_directory)
 
     def load_adapter(self, path: Any) -> None:
         """Load saved adapter values into this model; the saved spec must equal ``self.spec``."""
@@ -325,12 +418,15 @@ class AdaptedModel(nn.Module):
 
 def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] | SuperLoRA | None = None, *,
            exclude: Selector = None, modules_to_save: Sequence[str] | None = None, factored: bool | str = "auto",
-           zero_init: Any = True, adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto") -> AdaptedModel:
+           zero_init: Any = True, adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto",
+           dropout: float = 0.0, **peft_arguments: Any) -> AdaptedModel:
     """Attach a SuperLoRA adapter to ``model`` (in place) and return the :class:`AdaptedModel`.
 
     Args:
         targets: regex (fullmatch on module names) or a list of names / suffixes (PEFT rules).
             When ``spec`` is a ``SuperLoRA`` whose target names are module names, may be None.
+            Omitted on a Hugging Face model: the default of its ``config.model_type``
+            (``defaults.DEFAULT_TARGETS``, e.g. query/value for BERT, c_attn for GPT-2).
         spec: the ``SuperLoRA`` arguments except targets (e.g. ``dict(groups=1, fold="balanced",
             order=3, rank=4)``), or a ready ``SuperLoRA`` whose targets equal the matched layers.
         exclude: modules never adapted, same rules as ``targets``.
@@ -344,9 +440,22 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
             it in the backward (extra memory a few times the largest target's dW; more compute).
             ``"auto"`` (default): fast unless its extra memory would pass a quarter of the free
             memory of the adapter's device; an int: that budget in bytes. See docs/torch.md.
+        dropout: p of the dropout on each adapted layer's input, as PEFT's ``lora_dropout``:
+            ``base(x) + dropout(x) @ dW^T`` while training (the single-GEMM ``W + dW`` path is
+            not used then, so the result is exact); nothing in eval mode.
+
+    PEFT spellings (``target_modules=``, ``r=``, ``lora_alpha=``...) raise a ``SpecError`` naming
+    this library's argument (``defaults.PEFT_SPELLINGS``).
     """
+    for name in sorted(peft_arguments):
+        refuse_peft_spelling(name, name)
+    if peft_arguments:
+        allowed = [p for p in inspect.signature(inject).parameters if p not in ("model", "peft_arguments")]
+        raise SpecError("inject", sorted(peft_arguments), f"arguments of inject(): {', '.join(allowed)}")
     if not isinstance(model, nn.Module):
         raise SpecError("model", type(model).__name__, "a torch.nn.Module")
+    if targets is None and not isinstance(spec, SuperLoRA):
+        targets = default_targets(model)
     if targets is None and isinstance(spec, SuperLoRA):  # the spec's target names are exact module names
         modules = dict(model.named_modules())
         layers = []
@@ -359,7 +468,7 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
     else:
         layers = find_targets(model, targets, exclude)
     return AdaptedModel(model, _build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
-                        factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype, memory=memory)
+                        factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype, memory=memory, dropout=dropout)
 
 
 def _dropper(store: dict[str, torch.Tensor], name: str) -> Any:
