@@ -65,6 +65,7 @@ def save(adapted: AdaptedModel, path: Any) -> Path:
         "layers": {name: info.kind for name, info in adapted.layers.items()},
         "modules_to_save": list(adapted.head_names),
         "merged": adapted.merged,
+        "dropout": adapted.dropout,
         "files": {WEIGHTS_NAME: {"sha256": _sha256(weights), "bytes": weights.stat().st_size}},
     }
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=1))
@@ -207,7 +208,7 @@ def load(model: nn.Module, path: Any, *, spec: Mapping[str, Any] | SuperLoRA | N
             raise SpecError(f"targets[{name!r}]", f"saved kind {config['layers'][name]}", f"this model's layer kind {kind}")
     dtype = next((v.dtype for k, v in tensors.items() if k.startswith("adapter.")), torch.float32)
     adapted = inject(model, None, saved, modules_to_save=config.get("modules_to_save") or None,
-                     factored=factored, adapter_dtype=dtype)
+                     factored=factored, adapter_dtype=dtype, dropout=float(config.get("dropout", 0.0)))
     _assign(adapted, config, tensors)
     if not is_trainable:
         for p in adapted.parameters():
