@@ -20,8 +20,11 @@ Conventions followed (docs/peft.md has the table):
   zeros w2 (or w2_b). Loaded weights are taken as they are, so this matters only for fresh inits.
 - Per-layer ranks (``rank_pattern``) are padded with zero columns to the largest rank (exact);
   per-layer scales become the spec's per-target ``scale``.
-- ``fan_in_fan_out`` (GPT-2 ``Conv1D``), ``use_dora``, LoKr ``use_effective_conv2d`` and
-  convolutions are refused with a SpecError (not converted approximately).
+- :func:`load_peft` / :func:`save_peft`: one call each between a PEFT adapter (directory or
+  live model) and an ``AdaptedModel``.
+- LoRA on GPT-2 ``Conv1D`` (``fan_in_fan_out``) is read and written: A and B are the same as on
+  a Linear, dW is in (out, in) layout. ``use_dora``, LoHa, LoKr ``fan_in_fan_out``, LoKr
+  ``use_effective_conv2d`` and convolutions are refused with a SpecError (not converted approximately).
 """
 
 from __future__ import annotations
@@ -40,9 +43,13 @@ from ..errors import SpecError
 from ..factorize import peft_factorization
 from ..spec import SuperLoRA
 
-__all__ = ["from_peft", "peft_zero_blocks", "to_peft"]
+__all__ = ["from_peft", "load_peft", "peft_zero_blocks", "save_peft", "to_peft"]
 
 PREFIX = "base_model.model."
+NOT_REDUCTIONS = {
+    "LOHA": "LoHa's dW is a Hadamard (elementwise) product of two low-rank matrices, not a tensor-network reduction of this spec",
+    "DORA": "DoRA rescales each column of W + dW by a learned magnitude, which no dW of this spec reproduces",
+}
 LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B)(?:\.(?P<adapter>[^.]+))?\.weight$")
 LOKR_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lokr_w1_a|lokr_w1_b|lokr_w2_a|lokr_w2_b|lokr_w1|lokr_w2|lokr_t2)"
                       r"(?:\.(?P<adapter>[^.]+))?$")
@@ -63,6 +70,8 @@ def _peft_type(cfg: Mapping[str, Any], keys: Any) -> str:
     kind = str(cfg.get("peft_type", "")).rsplit(".", 1)[-1].upper()
     if kind in ("LORA", "LOKR"):
         return kind.lower()
+    if kind in NOT_REDUCTIONS:
+        raise SpecError("peft_type", kind, f"LORA or LOKR: {NOT_REDUCTIONS[kind]}")
     if any(LOKR_KEY.match(k) for k in keys):
         return "lokr"
     if any(LORA_KEY.match(k) for k in keys):
@@ -98,15 +107,18 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
         else:
             continue
         base = module.get_base_layer()
-        if not isinstance(base, nn.Linear):
-            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear base layers (convolutions are not converted)")
-        if getattr(module, "fan_in_fan_out", False):
-            raise SpecError("fan_in_fan_out", True, "False (Conv1D-style transposed weights are not converted)")
+        conv1d = type(base).__name__ == "Conv1D"
+        if not isinstance(base, nn.Linear) and not (conv1d and isinstance(module, LoraLayer)):
+            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear base layers, or GPT-2 Conv1D for LoRA "
+                            "(convolutions are not converted)")
+        if getattr(module, "fan_in_fan_out", False) and not isinstance(module, LoraLayer):
+            raise SpecError("fan_in_fan_out", True, "False for LoKr (Conv1D-style transposed weights are converted for LoRA only)")
         if getattr(module, "use_dora", {}).get(adapter, False):
-            raise SpecError("use_dora", True, "False (DoRA's magnitude vector is not a SuperLoRA setting)")
+            raise SpecError("use_dora", True, f"False ({NOT_REDUCTIONS['DORA']})")
         module_name = name[len(PREFIX):] if name.startswith(PREFIX) else name
         layers[module_name] = {k: v.detach() for k, v in tensors.items()}
-        layers[module_name]["__shape__"] = tuple(base.weight.shape)
+        shape = tuple(base.weight.shape)
+        layers[module_name]["__shape__"] = shape[::-1] if conv1d else shape  # dW in (out, in) layout
         scaling[module_name] = float(module.scaling[adapter])
     if not layers:
         raise SpecError("model", type(model).__name__, f"a PEFT model with LoRA or LoKr layers for adapter {adapter!r}")
@@ -186,10 +198,10 @@ def from_peft(source: Any, config: Any = None, *, adapter_name: str = "default",
         cfg.update(_config_dict(config))
     else:
         raise SpecError("source", type(source).__name__, "a PEFT model, a state dict or an adapter directory")
-    if cfg.get("fan_in_fan_out"):
-        raise SpecError("fan_in_fan_out", True, "False (Conv1D-style transposed weights are not converted)")
+    if cfg.get("fan_in_fan_out") and kind != "lora":
+        raise SpecError("fan_in_fan_out", True, "False for LoKr (Conv1D-style transposed weights are converted for LoRA only)")
     if cfg.get("use_dora"):
-        raise SpecError("use_dora", True, "False (DoRA's magnitude vector is not a SuperLoRA setting)")
+        raise SpecError("use_dora", True, f"False ({NOT_REDUCTIONS['DORA']})")
     names = list(layers)
     cast = (lambda x: x.detach().to(dtype)) if dtype is not None else (lambda x: x.detach().clone())
     if kind == "lora":
@@ -401,3 +413,59 @@ def peft_zero_blocks(spec: SuperLoRA, convention: str = "peft") -> list[str]:
         local = "dense" if f.structure == "dense" else ("A0" if k == 0 else "A1")
         out.append(f"{g.prefix}k{k}_{local}")
     return sorted(out)
+
+
+# ====================================================================== one call each
+def load_peft(model: Any, source: Any, *, adapter_name: str = "default", **kwargs: Any) -> Any:
+    """An ``AdaptedModel`` of ``model`` (the plain base model) whose forward equals PEFT's.
+
+    ``source``: a ``save_pretrained`` directory or a live PEFT model (its adapter is read; ``model``
+    must be another copy of the base). Keyword arguments go to :func:`from_peft`.
+    """
+    import torch
+
+    from ..torch import inject
+
+    if hasattr(source, "named_modules") and source is model:
+        raise SpecError("model", "the PEFT model itself", "the plain base model (a separate copy)")
+    spec, params = from_peft(source, adapter_name=adapter_name, **kwargs)
+    adapted = inject(model, None, spec)
+    with torch.no_grad():
+        for name, value in params.items():
+            adapted.adapter[name].copy_(value)
+    return adapted
+
+
+def save_peft(adapted: Any, path: Any) -> Any:
+    """Write ``adapted``'s adapter as a PEFT directory (``PeftModel.from_pretrained`` loads it).
+
+    The spec must be LoRA or LoKr representable (one group per target, the natural fold...);
+    anything else is refused naming the reason. Returns the directory.
+    """
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    kinds = {info.kind for info in adapted.layers.values()}
+    if not kinds <= {"linear", "gpt2_conv1d"}:
+        raise SpecError("layers", sorted(kinds), "nn.Linear or GPT-2 Conv1D targets (convolutions are not exported to PEFT)")
+    if kinds == {"linear", "gpt2_conv1d"}:
+        raise SpecError("layers", sorted(kinds), "one kind: PEFT's fan_in_fan_out is one setting for every layer")
+    if adapted.head_names:
+        raise SpecError("modules_to_save", list(adapted.head_names), "no heads (PEFT keeps its own copies of them)")
+    spec = adapted.spec
+    kind = spec.identify()
+    if kind not in ("lora", "lokr"):
+        reason = ("groups mix layers" if len(spec.groups) != len(spec.targets) else "its settings are not LoRA's or LoKr's")
+        raise SpecError("spec", kind, f"a LoRA or LoKr representable spec ({reason}: not representable as PEFT LoRA/LoKr)")
+    if kind == "lokr" and kinds == {"gpt2_conv1d"}:
+        raise SpecError("layers", "gpt2_conv1d", "nn.Linear targets for LoKr (PEFT's LoKr has no fan_in_fan_out)")
+    state, config = to_peft(spec, {k: v.detach().cpu() for k, v in adapted.adapter.items()})
+    if kind == "lora":
+        config["fan_in_fan_out"] = kinds == {"gpt2_conv1d"}
+    config.update(base_model_name_or_path=None, task_type=None, inference_mode=True)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "adapter_model.safetensors"))
+    (out / "adapter_config.json").write_text(json.dumps(config, indent=1))
+    return out
