@@ -87,7 +87,9 @@ def adapter_config(adapted: AdaptedModel) -> dict[str, Any]:
 
     return {"format": ADAPTER_FORMAT, "version": ADAPTER_VERSION, "spec": adapted.spec.to_dict(),
             "layers": {name: info.kind for name, info in adapted.layers.items()},
-            "modules_to_save": list(adapted.head_names), "merged": adapted.merged, "dropout": adapted.dropout}
+            "modules_to_save": list(adapted.head_names), "merged": adapted.merged, "dropout": adapted.dropout,
+            "adapter_name": adapted.active_adapter,
+            "inactive_adapters": {name: slot["spec"].to_dict() for name, slot in adapted._slots.items()}}
 
 
 def encode(config: Mapping[str, Any]) -> torch.Tensor:
@@ -117,6 +119,12 @@ def check_config(adapted: AdaptedModel, config: Mapping[str, Any]) -> None:
         raise SpecError("spec", _spec_diff(saved, adapted.spec)[:6], "the spec the state dict was saved with (saved vs this model)")
     if list(config.get("modules_to_save") or []) != list(adapted.head_names):
         raise SpecError("modules_to_save", config.get("modules_to_save"), f"this model's heads {list(adapted.head_names)}")
+    if config.get("adapter_name", adapted.active_adapter) != adapted.active_adapter:
+        raise SpecError("adapter_name", config.get("adapter_name"), f"the active adapter {adapted.active_adapter!r} (set_adapter() first)")
+    others = {name: slot["spec"] for name, slot in adapted._slots.items()}
+    saved = {name: SuperLoRA.from_dict(d) for name, d in (config.get("inactive_adapters") or {}).items()}
+    if saved != others:
+        raise SpecError("inactive_adapters", sorted(saved), f"this model's inactive adapters {sorted(others)} with the same specs")
     if adapted.merged:
         raise SpecError("load_state_dict", "a merged adapter", "an unmerged adapter (call unmerge() first)")
 
@@ -124,7 +132,7 @@ def check_config(adapted: AdaptedModel, config: Mapping[str, Any]) -> None:
 def trainable_keys(adapted: AdaptedModel, keys: Any, prefix: str = "") -> list[str]:
     """The state-dict keys ``AdaptedModel.state_dict()`` keeps: adapter, heads, extra state."""
     heads = tuple(f"{prefix}base_model.{h}." for h in adapted.head_names)
-    return [k for k in keys if k.startswith((f"{prefix}adapter.", f"{prefix}{EXTRA_STATE}", *heads))]
+    return [k for k in keys if k.startswith((f"{prefix}adapter.", f"{prefix}inactive_adapters.", f"{prefix}{EXTRA_STATE}", *heads))]
 
 
 def filtered_state_dict(adapted: AdaptedModel, destination: Any, prefix: str, keep_vars: bool) -> Any:
@@ -164,14 +172,25 @@ def read_state_dict_file(path: Any) -> tuple[dict[str, Any], dict[str, torch.Ten
 def from_pretrained(model: nn.Module, path: Any, **kwargs: Any) -> AdaptedModel:
     """PEFT's name for :func:`superlora_tn.torch.load`: inject the adapter saved in ``path`` into ``model``.
 
-    ``path`` is a directory written by ``save``/``save_pretrained`` or by ``Trainer`` (``save_model``
-    or a ``checkpoint-N`` folder: its ``model.safetensors`` holds ``AdaptedModel.state_dict()``).
-    Keyword arguments are those of ``load`` (``spec``, ``factored``, ``is_trainable``).
+    ``path`` is a directory written by ``save``/``save_pretrained`` (several adapters: ``default``
+    in ``path``, each other one in a subdirectory named after it, all loaded, ``default`` active)
+    or by ``Trainer`` (``save_model`` or a ``checkpoint-N`` folder: its ``model.safetensors`` holds
+    ``AdaptedModel.state_dict()``). Keyword arguments are those of ``load`` (``spec``,
+    ``factored``, ``is_trainable``).
     """
     from .io import CONFIG_NAME, _assign, load
     from .model import inject
 
-    if (Path(path) / CONFIG_NAME).is_file() or not (Path(path) / TRAINER_WEIGHTS).is_file():
+    root = Path(path)
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and (d / CONFIG_NAME).is_file()) if root.is_dir() else []
+    if (root / CONFIG_NAME).is_file() or (subdirs and not (root / TRAINER_WEIGHTS).is_file()):
+        adapted = load(model, root if (root / CONFIG_NAME).is_file() else subdirs[0], **kwargs)
+        if not (root / CONFIG_NAME).is_file():
+            adapted.active_adapter = subdirs.pop(0).name
+        for sub in subdirs:
+            adapted.load_adapter(sub, adapter_name=sub.name)
+        return adapted
+    if not (root / TRAINER_WEIGHTS).is_file():
         return load(model, path, **kwargs)
     unknown = sorted(set(kwargs) - {"factored", "is_trainable"})
     if unknown:

@@ -109,7 +109,8 @@ class AdaptedForward:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         owner = self.owner
-        if owner.merged or not owner.adapter_enabled or len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor):
+        if (owner.merged or not owner.adapter_enabled or len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor)
+                or self.info.name not in owner.layers):  # a layer only another (inactive) adapter targets
             return self.base(*args, **kwargs)
         x = args[0]
         module, name, kind = self.module, self.info.name, self.info.kind

@@ -53,6 +53,25 @@ def _build_spec(layers: list[LayerInfo], spec: Mapping[str, Any] | SuperLoRA | N
     return SuperLoRA(shapes, **dict(spec))
 
 
+def _check_dropout(dropout: Any) -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+        raise SpecError("dropout", dropout, "a probability p with 0 <= p < 1 (dropout on each adapted layer's input)")
+    return float(dropout)
+
+
+def _spec_layers(model: nn.Module, spec: SuperLoRA) -> list[LayerInfo]:
+    """The layers of a ``SuperLoRA`` whose target names are module names of ``model``."""
+    modules = dict(model.named_modules())
+    layers = []
+    for name in spec.target_shapes:
+        module = modules.get(name) if name else None
+        kind = None if module is None else layer_kind(module)
+        if kind is None:
+            raise SpecError("spec.targets", name, "names of supported layers (Linear, Conv1d/2d, GPT-2 Conv1D) of this model")
+        layers.append(LayerInfo(name, kind, target_shape(module, kind)))
+    return layers
+
+
 def check_spec_keys(spec: Mapping[str, Any]) -> None:
     """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError); a PEFT
     spelling (``r``, ``lora_alpha``) names this library's argument."""
@@ -75,13 +94,18 @@ class AdaptedModel(nn.Module):
 
     def __init__(self, model: nn.Module, spec: SuperLoRA, layers: list[LayerInfo], *,
                  modules_to_save: Sequence[str] = (), factored: bool | str = "auto", zero_init: Any = True,
-                 adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto", dropout: float = 0.0) -> None:
+                 adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto", dropout: float = 0.0,
+                 adapter_name: str = "default") -> None:
         super().__init__()
+        from .adapters import check_name
+
         if factored not in (True, False, "auto"):
             raise SpecError("factored", factored, 'True, False or "auto"')
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
-            raise SpecError("dropout", dropout, "a probability p with 0 <= p < 1 (dropout on each adapted layer's input)")
-        self.dropout = float(dropout)
+        self.dropout = _check_dropout(dropout)
+        self.active_adapter = check_name(adapter_name)
+        self._slots: dict[str, dict[str, Any]] = {}  # the inactive adapters' settings (adapters.py)
+        self.merged_adapters: list[str] = []
+        self._factored = factored
         if getattr(model, "_superlora_tn_adapted", False):
             raise SpecError("model", type(model).__name__, "a model without an attached adapter (unload() the first one)")
         self.base_model = model
@@ -182,6 +206,31 @@ class AdaptedModel(nn.Module):
         """Call the base model (its adapted layers add their dW)."""
         return self.base_model(*args, **kwargs)
 
+    # ----------------------------------------------------------------- several named adapters (adapters.py)
+    @property
+    def adapter_names(self) -> list[str]:
+        """Every adapter's name, the active one first."""
+        return [self.active_adapter, *self._slots]
+
+    def add_adapter(self, adapter_name: str, spec: Mapping[str, Any] | SuperLoRA | None = None, **kwargs: Any) -> None:
+        """Add an inactive adapter with its own spec; ``targets=``, ``exclude=``, ``zero_init=``,
+        ``dropout=``, ``memory=`` as in ``inject`` (targets default to the model's defaults)."""
+        from .adapters import add_adapter
+
+        add_adapter(self, adapter_name, spec, **kwargs)
+
+    def set_adapter(self, adapter_name: str) -> None:
+        """Activate ``adapter_name``: the model runs and trains it (no re-injection)."""
+        from .adapters import set_adapter
+
+        set_adapter(self, adapter_name)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """Remove an inactive adapter."""
+        from .adapters import delete_adapter
+
+        delete_adapter(self, adapter_name)
+
     # ----------------------------------------------------------------- behave like the wrapped model
     def __getattr__(self, name: str) -> Any:
         """Attributes the AdaptedModel lacks come from the base model (``config``, ``generate`` ...)."""
@@ -209,7 +258,8 @@ class AdaptedModel(nn.Module):
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__}(base_model={type(self.base_model).__name__}, {len(self.layers)} adapted layers, "
-                 f"{self.spec.num_params:,} adapter parameters, memory={self.memory!r}, dropout={self.dropout}"
+                 f"{self.spec.num_params:,} adapter parameters, memory={self.memory!r}, dropout={self.dropout}, "
+                 f"adapter={self.active_adapter!r}{f', inactive={list(self._slots)}' if self._slots else ''}"
                  f"{', merged' if self.merged else ''})"]
         lines += [f"  {name}: {info.kind} {tuple(info.shape)}" for name, info in self.layers.items()]
         lines += [f"  head {name}: trained in full" for name in self.head_names]
@@ -340,21 +390,35 @@ class AdaptedModel(nn.Module):
         for name, merged in new.items():
             modules[name].weight.copy_(merged)
 
-    def merge(self, safe_merge: bool = False) -> None:
-        """W <- W + dW for every target; the hooks then add nothing. ``safe_merge`` refuses NaN/inf."""
+    def merge(self, safe_merge: bool = False, adapter_names: Sequence[str] | None = None) -> None:
+        """W <- W + dW for every target; the hooks then add nothing. ``safe_merge`` refuses NaN/inf.
+        ``adapter_names``: the adapters whose dW are added (default: the active one)."""
+        from .adapters import merge, merge_names
+
         self._check_loaded()
         if self.merged:
             raise SpecError("merge", "already merged", "an unmerged adapter")
-        self._add(+1.0, safe_merge)
+        names = merge_names(self, adapter_names)
+        if names == [self.active_adapter]:
+            self._add(+1.0, safe_merge)
+        else:
+            merge(self, names, safe_merge)
         self.merged = True
+        self.merged_adapters = names
 
     def unmerge(self) -> None:
         """W <- W - dW (restores the base weights to float32 round-off)."""
+        from .adapters import unmerge
+
         self._check_loaded()
         if not self.merged:
             raise SpecError("unmerge", "not merged", "a merged adapter (call merge() first)")
-        self._add(-1.0, False)
+        if self.merged_adapters in ([], [self.active_adapter]):
+            self._add(-1.0, False)
+        else:
+            unmerge(self, self.merged_adapters)
         self.merged = False
+        self.merged_adapters = []
 
     def unload(self) -> nn.Module:
         """Remove the hooks and return the base model as it is (merged or not), trainability restored."""
@@ -373,10 +437,10 @@ class AdaptedModel(nn.Module):
             p.requires_grad_(self._requires_grad.get(name, True))
         return self.base_model
 
-    def merge_and_unload(self, safe_merge: bool = False) -> nn.Module:
+    def merge_and_unload(self, safe_merge: bool = False, adapter_names: Sequence[str] | None = None) -> nn.Module:
         """Merge, remove every hook, and return the plain base model (no trace of the adapter)."""
         if not self.merged:
-            self.merge(safe_merge=safe_merge)
+            self.merge(safe_merge=safe_merge, adapter_names=adapter_names)
         return self.unload()
 
     def _check_loaded(self) -> None:
@@ -400,26 +464,44 @@ class AdaptedModel(nn.Module):
               f"|| all params: {c['all']:,} || trainable%: {c['percent']:.4f}")
 
     def save(self, path: Any) -> None:
-        """Write ``adapter_model.safetensors`` + ``adapter_config.json`` (spec, format, version, checksum)."""
+        """Write ``adapter_model.safetensors`` + ``adapter_config.json`` (spec, format, version, checksum).
+        Several adapters: ``default`` in ``path``, each other one in ``path/<name>`` (as PEFT)."""
+        from pathlib import Path
+
+        from .adapters import activated
         from .io import save
 
-        save(self, path)
+        if not self._slots:
+            save(self, path)
+            return
+        for name in self.adapter_names:
+            with activated(self, name):
+                save(self, path if name == "default" else Path(path) / name)
 
     def save_pretrained(self, save_directory: Any) -> None:
         """PEFT's name for :meth:`save` (``superlora_tn.torch.from_pretrained`` reads it back)."""
         self.save(save_directory)
 
-    def load_adapter(self, path: Any) -> None:
-        """Load saved adapter values into this model; the saved spec must equal ``self.spec``."""
-        from .io import load_into
+    def load_adapter(self, path: Any, adapter_name: str | None = None) -> None:
+        """Load saved adapter values into this model; the saved spec must equal ``self.spec``.
+        ``adapter_name``: load into that adapter instead, adding it (with the saved spec) if new."""
+        from .adapters import activated
+        from .io import load_into, read
 
-        load_into(self, path)
+        if adapter_name is None or adapter_name == self.active_adapter:
+            load_into(self, path)
+            return
+        if adapter_name not in self._slots:
+            config, _ = read(path)
+            self.add_adapter(adapter_name, SuperLoRA.from_dict(config["spec"]), dropout=float(config.get("dropout", 0.0)))
+        with activated(self, adapter_name):
+            load_into(self, path)
 
 
 def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] | SuperLoRA | None = None, *,
            exclude: Selector = None, modules_to_save: Sequence[str] | None = None, factored: bool | str = "auto",
            zero_init: Any = True, adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto",
-           dropout: float = 0.0, **peft_arguments: Any) -> AdaptedModel:
+           dropout: float = 0.0, adapter_name: str = "default", **peft_arguments: Any) -> AdaptedModel:
     """Attach a SuperLoRA adapter to ``model`` (in place) and return the :class:`AdaptedModel`.
 
     Args:
@@ -443,6 +525,7 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
         dropout: p of the dropout on each adapted layer's input, as PEFT's ``lora_dropout``:
             ``base(x) + dropout(x) @ dW^T`` while training (the single-GEMM ``W + dW`` path is
             not used then, so the result is exact); nothing in eval mode.
+        adapter_name: the adapter's name (``add_adapter`` adds more; ``set_adapter`` switches).
 
     PEFT spellings (``target_modules=``, ``r=``, ``lora_alpha=``...) raise a ``SpecError`` naming
     this library's argument (``defaults.PEFT_SPELLINGS``).
@@ -457,18 +540,12 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
     if targets is None and not isinstance(spec, SuperLoRA):
         targets = default_targets(model)
     if targets is None and isinstance(spec, SuperLoRA):  # the spec's target names are exact module names
-        modules = dict(model.named_modules())
-        layers = []
-        for name in spec.target_shapes:
-            module = modules.get(name) if name else None
-            kind = None if module is None else layer_kind(module)
-            if kind is None:
-                raise SpecError("spec.targets", name, "names of supported layers (Linear, Conv1d/2d, GPT-2 Conv1D) of this model")
-            layers.append(LayerInfo(name, kind, target_shape(module, kind)))
+        layers = _spec_layers(model, spec)
     else:
         layers = find_targets(model, targets, exclude)
     return AdaptedModel(model, _build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
-                        factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype, memory=memory, dropout=dropout)
+                        factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype, memory=memory, dropout=dropout,
+                        adapter_name=adapter_name)
 
 
 def _dropper(store: dict[str, torch.Tensor], name: str) -> Any:
