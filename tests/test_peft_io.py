@@ -77,3 +77,42 @@ def test_refusals(tmp_path):
     loha.save_pretrained(tmp_path / "loha")
     with pytest.raises(SpecError, match="Hadamard"):
         load_peft(copy.deepcopy(net), tmp_path / "loha")
+
+
+class ConvNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 6, 1)
+        self.c3 = nn.Conv1d(6, 5, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c2(torch.relu(self.c1(x)))
+        return self.c3(h.flatten(2))
+
+
+def test_conv_lora_both_ways_and_lokr_conv_refused(tmp_path):
+    torch.manual_seed(0)
+    base = ConvNet()
+    pm = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=2, lora_alpha=3, target_modules=["c1", "c2", "c3"],
+                                                                   init_lora_weights=False, rank_pattern={"c2": 3},
+                                                                   alpha_pattern={"c3": 7}))
+    x = torch.randn(2, 3, 6, 6)
+    want = pm(x)
+    pm.save_pretrained(tmp_path / "peft")
+    for source in (pm, tmp_path / "peft"):
+        a = load_peft(copy.deepcopy(base), source)
+        assert [i.kind for i in a.layers.values()] == ["conv2d", "conv2d", "conv1d"]
+        ERRORS["lora_conv"] = max(ERRORS.get("lora_conv", 0.0), rel(a(x), want))
+        torch.testing.assert_close(a(x), want, rtol=2e-5, atol=2e-6)
+    save_peft(a, tmp_path / "ours")
+    back = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours")
+    torch.testing.assert_close(back(x), want, rtol=2e-5, atol=2e-6)
+    lokr = peft.get_peft_model(copy.deepcopy(base), peft.LoKrConfig(r=2, target_modules=["c1"], use_effective_conv2d=True))
+    with pytest.raises(SpecError, match="in_channels"):
+        load_peft(copy.deepcopy(base), lokr)
+
+
+def test_report_largest_errors(capsys):
+    with capsys.disabled():
+        print(f"\nlargest relative forward error vs PEFT: {ERRORS}")

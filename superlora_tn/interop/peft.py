@@ -23,8 +23,10 @@ Conventions followed (docs/peft.md has the table):
 - :func:`load_peft` / :func:`save_peft`: one call each between a PEFT adapter (directory or
   live model) and an ``AdaptedModel``.
 - LoRA on GPT-2 ``Conv1D`` (``fan_in_fan_out``) is read and written: A and B are the same as on
-  a Linear, dW is in (out, in) layout. ``use_dora``, LoHa, LoKr ``fan_in_fan_out``, LoKr
-  ``use_effective_conv2d`` and convolutions are refused with a SpecError (not converted approximately).
+  a Linear, dW is in (out, in) layout. LoRA on ``nn.Conv1d``/``nn.Conv2d`` (groups=1): dW is
+  lora_B (out, r) @ lora_A (r, in*k...) in the kernel's shape, as PEFT's ``get_delta_weight``.
+- ``use_dora``, LoHa, LoKr with ``fan_in_fan_out`` and LoKr on convolutions (with or without
+  ``use_effective_conv2d``) are refused with a SpecError saying why (not converted approximately).
 """
 
 from __future__ import annotations
@@ -108,9 +110,15 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
             continue
         base = module.get_base_layer()
         conv1d = type(base).__name__ == "Conv1D"
-        if not isinstance(base, nn.Linear) and not (conv1d and isinstance(module, LoraLayer)):
-            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear base layers, or GPT-2 Conv1D for LoRA "
-                            "(convolutions are not converted)")
+        conv = isinstance(base, nn.Conv1d | nn.Conv2d)
+        if isinstance(module, LoKrLayer) and not isinstance(base, nn.Linear):
+            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear base layers for LoKr: on a convolution PEFT splits "
+                            "in_channels alone into Kronecker factors (and use_effective_conv2d adds a CP kernel core), which "
+                            "this spec's split of the flattened (out, in*k) kernel does not express")
+        if not (isinstance(base, nn.Linear) or conv1d or conv):
+            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear, nn.Conv1d/2d or GPT-2 Conv1D base layers")
+        if conv and base.groups != 1:
+            raise SpecError(f"layer {name!r}", f"groups={base.groups}", "a convolution with groups=1 (LoRA conversion)")
         if getattr(module, "fan_in_fan_out", False) and not isinstance(module, LoraLayer):
             raise SpecError("fan_in_fan_out", True, "False for LoKr (Conv1D-style transposed weights are converted for LoRA only)")
         if getattr(module, "use_dora", {}).get(adapter, False):
@@ -225,7 +233,7 @@ def _lora_spec(layers, scaling, cfg, names, cast, seed):
         t = layers[n]
         A, B = t["lora_A"], t["lora_B"]
         ranks[n] = A.shape[0]
-        shapes[n] = t.get("__shape__", (B.shape[0], A.shape[1]))
+        shapes[n] = t.get("__shape__", (B.shape[0], *A.shape[1:]))  # a conv's lora_A is (r, in, k...)
         if scaling is not None:
             scales[n] = scaling[n]
         else:
@@ -240,6 +248,7 @@ def _lora_spec(layers, scaling, cfg, names, cast, seed):
     params = {}
     for g, n in zip(spec.groups, names):
         A, B = cast(layers[n]["lora_A"]), cast(layers[n]["lora_B"])
+        A, B = A.reshape(A.shape[0], -1), B.reshape(B.shape[0], -1)  # conv: (r, in*k...), (out, r) of the 1x1 lora_B
         params[f"{g.prefix}k0_A0"] = _pad_cols(B, R)
         params[f"{g.prefix}k0_A1"] = _pad_cols(A.T, R)
     return spec, params
@@ -348,6 +357,9 @@ def to_peft(spec: SuperLoRA, params: Mapping[str, Any], *, init_weights: bool | 
         native = reductions.to_lora(spec, tparams)
         for n in names:
             A, B, _ = native[n]
+            shape = spec.target_shapes[n]
+            if len(shape) > 2:  # a convolution: lora_A has the kernel's (in, k...), lora_B is a 1x1 conv
+                A, B = A.reshape(A.shape[0], *shape[1:]), B.reshape(*B.shape, *[1] * (len(shape) - 2))
             state[f"{PREFIX}{n}.lora_A.weight"] = A.contiguous()
             state[f"{PREFIX}{n}.lora_B.weight"] = B.contiguous()
             ranks[n] = A.shape[0]
@@ -447,10 +459,8 @@ def save_peft(adapted: Any, path: Any) -> Any:
     from safetensors.torch import save_file
 
     kinds = {info.kind for info in adapted.layers.values()}
-    if not kinds <= {"linear", "gpt2_conv1d"}:
-        raise SpecError("layers", sorted(kinds), "nn.Linear or GPT-2 Conv1D targets (convolutions are not exported to PEFT)")
-    if kinds == {"linear", "gpt2_conv1d"}:
-        raise SpecError("layers", sorted(kinds), "one kind: PEFT's fan_in_fan_out is one setting for every layer")
+    if "gpt2_conv1d" in kinds and len(kinds) > 1:
+        raise SpecError("layers", sorted(kinds), "GPT-2 Conv1D alone: PEFT's fan_in_fan_out is one setting for every layer")
     if adapted.head_names:
         raise SpecError("modules_to_save", list(adapted.head_names), "no heads (PEFT keeps its own copies of them)")
     spec = adapted.spec
@@ -458,8 +468,9 @@ def save_peft(adapted: Any, path: Any) -> Any:
     if kind not in ("lora", "lokr"):
         reason = ("groups mix layers" if len(spec.groups) != len(spec.targets) else "its settings are not LoRA's or LoKr's")
         raise SpecError("spec", kind, f"a LoRA or LoKr representable spec ({reason}: not representable as PEFT LoRA/LoKr)")
-    if kind == "lokr" and kinds == {"gpt2_conv1d"}:
-        raise SpecError("layers", "gpt2_conv1d", "nn.Linear targets for LoKr (PEFT's LoKr has no fan_in_fan_out)")
+    if kind == "lokr" and kinds != {"linear"}:
+        raise SpecError("layers", sorted(kinds), "nn.Linear targets for LoKr (PEFT's LoKr has no fan_in_fan_out, and splits a "
+                        "convolution's in_channels alone)")
     state, config = to_peft(spec, {k: v.detach().cpu() for k, v in adapted.adapter.items()})
     if kind == "lora":
         config["fan_in_fan_out"] = kinds == {"gpt2_conv1d"}
