@@ -159,7 +159,6 @@ def test_dropout_matches_peft_lora_dropout():
     pm = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules=["0", "2"],
                                                    init_lora_weights=False))
     spec, params = from_peft(pm)
-    results = []
     for factored in (True, False):
         a = inject(copy.deepcopy(ours), spec=spec, dropout=0.3, factored=factored)
         with torch.no_grad():
@@ -177,7 +176,6 @@ def test_dropout_matches_peft_lora_dropout():
         pm.eval()
         a.eval()
         torch.testing.assert_close(a(x), pm(x), rtol=1e-5, atol=1e-6)
-        results.append(float((got - want).abs().max()))
     assert not torch.equal(want, pm(x))  # dropout did act in train mode
 
 
