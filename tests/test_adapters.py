@@ -117,3 +117,17 @@ def test_state_dict_carries_every_adapter_and_refusals():
         a.add_adapter("a.b", dict(rank=1), targets=["0"])
     a.delete_adapter("grouped")
     assert a.adapter_names == ["lora"] and "inactive_adapters" not in {k.split(".")[0] for k in a.state_dict()}
+
+
+def test_trainer_style_state_dict_file_loads_every_adapter(tmp_path):
+    from safetensors.torch import save_file
+
+    a = two_adapters()
+    save_file(a.state_dict(), str(tmp_path / "model.safetensors"))  # what Trainer._save writes
+    b = from_pretrained(net(), tmp_path)
+    assert b.adapter_names == ["lora", "grouped"]
+    x = torch.randn(2, 12)
+    for name in ("lora", "grouped"):
+        a.set_adapter(name)
+        b.set_adapter(name)
+        assert torch.equal(a(x), b(x))

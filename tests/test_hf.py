@@ -56,6 +56,7 @@ def test_trainer_trains_saves_adapter_only_and_resumes_bit_exact(minilm, tmp_pat
     losses = [h["loss"] for h in tr.state.log_history if "loss" in h]
     assert len(losses) == 4 and all(0.0 < v < 5.0 for v in losses)
     final = {k: v.detach().clone() for k, v in a.adapter.items()}
+    assert tr.label_names == ["labels"] and "eval_loss" in tr.evaluate(eval_dataset=data[:4])  # label_names found
     ckpt = tmp_path / "run" / "checkpoint-2"
     sizes = {f.name: f.stat().st_size for f in ckpt.iterdir()}
     assert sizes["model.safetensors"] < 100_000  # adapter + head + config, not the 90 MB base model

@@ -147,7 +147,7 @@ def filtered_state_dict(adapted: AdaptedModel, destination: Any, prefix: str, ke
 
 
 def read_state_dict_file(path: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(config, tensors in ``save``'s naming) from a Trainer checkpoint's ``model.safetensors``."""
+    """(config, state dict) of a Trainer checkpoint's ``model.safetensors`` (an ``AdaptedModel.state_dict()``)."""
     from safetensors.torch import load_file
 
     file = Path(path) / TRAINER_WEIGHTS
@@ -155,18 +155,7 @@ def read_state_dict_file(path: Any) -> tuple[dict[str, Any], dict[str, torch.Ten
     if EXTRA_STATE not in state:
         raise SpecError("path", str(path), f"an adapter directory (adapter_config.json) or a Trainer checkpoint whose {TRAINER_WEIGHTS} "
                         "holds an AdaptedModel state dict")
-    config = decode(state.pop(EXTRA_STATE))
-    heads = sorted(config.get("modules_to_save") or [], key=len, reverse=True)
-    tensors = {}
-    for key, value in state.items():
-        if key.startswith("adapter."):
-            tensors[key] = value
-            continue
-        head = next((h for h in heads if key.startswith(f"base_model.{h}.")), None)
-        if head is None:
-            raise SpecError(f"{TRAINER_WEIGHTS}[{key!r}]", "an unexpected key", "adapter.* or base_model.<head>.* keys")
-        tensors[f"heads.{key[len('base_model.'):]}"] = value
-    return config, tensors
+    return decode(state[EXTRA_STATE]), state
 
 
 def from_pretrained(model: nn.Module, path: Any, **kwargs: Any) -> AdaptedModel:
@@ -178,7 +167,7 @@ def from_pretrained(model: nn.Module, path: Any, **kwargs: Any) -> AdaptedModel:
     ``AdaptedModel.state_dict()``). Keyword arguments are those of ``load`` (``spec``,
     ``factored``, ``is_trainable``).
     """
-    from .io import CONFIG_NAME, _assign, load
+    from .io import CONFIG_NAME, load
     from .model import inject
 
     root = Path(path)
@@ -195,12 +184,14 @@ def from_pretrained(model: nn.Module, path: Any, **kwargs: Any) -> AdaptedModel:
     unknown = sorted(set(kwargs) - {"factored", "is_trainable"})
     if unknown:
         raise SpecError("from_pretrained", unknown, "factored= or is_trainable= for a Trainer checkpoint")
-    config, tensors = read_state_dict_file(path)
-    saved = SuperLoRA.from_dict(config["spec"])
-    dtype = next((v.dtype for k, v in tensors.items() if k.startswith("adapter.")), torch.float32)
-    adapted = inject(model, None, saved, modules_to_save=config.get("modules_to_save") or None,
-                     factored=kwargs.get("factored", "auto"), adapter_dtype=dtype, dropout=float(config.get("dropout", 0.0)))
-    _assign(adapted, config, tensors)
+    config, state = read_state_dict_file(path)
+    dtype = next((v.dtype for k, v in state.items() if k.startswith("adapter.")), torch.float32)
+    adapted = inject(model, None, SuperLoRA.from_dict(config["spec"]), modules_to_save=config.get("modules_to_save") or None,
+                     factored=kwargs.get("factored", "auto"), adapter_dtype=dtype, dropout=float(config.get("dropout", 0.0)),
+                     adapter_name=config.get("adapter_name", "default"))
+    for name, spec in (config.get("inactive_adapters") or {}).items():
+        adapted.add_adapter(name, SuperLoRA.from_dict(spec))
+    adapted.load_state_dict(state)  # strict: every adapter and head, checked against the config first
     if not kwargs.get("is_trainable", True):
         for p in adapted.parameters():
             p.requires_grad_(False)
