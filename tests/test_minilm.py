@@ -38,7 +38,8 @@ def test_minilm_one_step_changes_only_adapter_and_merge_matches(name, minilm, tm
     model = transformers.AutoModel.from_pretrained(path).eval()
     adapted = inject(model, targets=TARGETS, spec=SPECS[name])
     assert len(adapted.layers) == 12 and all(n.endswith(("query", "value")) for n in adapted.layers)
-    line = adapted.print_trainable_parameters()
+    adapted.print_trainable_parameters()
+    line = capsys.readouterr().out.strip()
     assert f"adapter {adapted.spec.num_params:,}" in line and "heads 0" in line
     with capsys.disabled():
         print(f"\nMiniLM {name}: {line}")

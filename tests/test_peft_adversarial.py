@@ -47,7 +47,6 @@ REFUSED = {
     "lora_bias": (LoraConfig(target_modules=["q"], r=2, lora_bias=True), "lora_bias"),
     "embedding": (LoraConfig(target_modules=["emb"], r=2), "Embedding"),
     "modules_to_save": (LoraConfig(target_modules=["q"], r=2, modules_to_save=["head"]), "modules_to_save"),
-    "conv2d lora": (LoraConfig(target_modules=["conv"], r=2), "convolution"),
     "conv2d lokr": (LoKrConfig(target_modules=["conv"], r=2), "convolution|Conv2d|nn.Linear"),
 }
 

@@ -172,8 +172,10 @@ def test_refusals():
     with pytest.raises(SpecError, match="source"):
         ip.from_peft(42)
     with pytest.raises(SpecError, match="fan_in_fan_out"):
-        ip.from_peft({"base_model.model.x.lora_A.weight": torch.zeros(2, 3), "base_model.model.x.lora_B.weight": torch.zeros(4, 2)},
-                     {"peft_type": "LORA", "fan_in_fan_out": True})
+        ip.from_peft({"base_model.model.x.lokr_w1": torch.zeros(2, 3), "base_model.model.x.lokr_w2": torch.zeros(4, 2)},
+                     {"peft_type": "LOKR", "fan_in_fan_out": True})
+    with pytest.raises(SpecError, match="Hadamard"):
+        ip.from_peft({"base_model.model.x.hada_w1_a": torch.zeros(2, 3)}, {"peft_type": "LOHA"})
 
 
 def test_lycoris_scale_convention():

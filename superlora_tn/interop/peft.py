@@ -21,10 +21,15 @@ Conventions followed (docs/peft.md has the table):
   zeros w2 (or w2_b). Loaded weights are taken as they are, so this matters only for fresh inits.
 - Per-layer ranks (``rank_pattern``) are padded with zero columns to the largest rank (exact);
   per-layer scales become the spec's per-target ``scale``.
-- ``fan_in_fan_out`` (GPT-2 ``Conv1D``), ``use_dora``, ``lora_bias``, LoRA on ``nn.Embedding``,
-  ``modules_to_save`` heads, LoKr ``use_effective_conv2d``, convolutions (LoRA or LoKr) and
-  factors whose shapes do not multiply are refused with a SpecError, the same way from a live
-  model, a state dict or a directory (nothing is converted approximately or dropped).
+- :func:`load_peft` / :func:`save_peft`: one call each between a PEFT adapter (directory or
+  live model) and an ``AdaptedModel``.
+- LoRA on GPT-2 ``Conv1D`` (``fan_in_fan_out``) is read and written: A and B are the same as on
+  a Linear, dW is in (out, in) layout. LoRA on ``nn.Conv1d``/``nn.Conv2d`` (groups=1): dW is
+  lora_B (out, r) @ lora_A (r, in*k...) in the kernel's shape, as PEFT's ``get_delta_weight``.
+- ``use_dora``, LoHa, LoKr with ``fan_in_fan_out``, LoKr on convolutions (with or without
+  ``use_effective_conv2d``), ``lora_bias``, LoRA on ``nn.Embedding``, ``modules_to_save`` heads
+  and factors whose shapes do not multiply are refused with a SpecError saying why, the same way
+  from a live model, a state dict or a directory (nothing is converted approximately or dropped).
 - ``to_peft`` writes ``target_modules`` as one regex that fullmatches exactly the spec's target
   names, and ``rank_pattern`` / ``alpha_pattern`` keys anchored (``^name$``): PEFT matches list
   entries and pattern keys as name suffixes, so ``q`` would also select ``blk.q``.
@@ -46,21 +51,25 @@ from ..errors import SpecError
 from ..factorize import peft_factorization
 from ..spec import SuperLoRA
 
-__all__ = ["from_peft", "peft_zero_blocks", "to_peft"]
+__all__ = ["from_peft", "load_peft", "peft_zero_blocks", "save_peft", "to_peft"]
 
 PREFIX = "base_model.model."
+NOT_REDUCTIONS = {
+    "LOHA": "LoHa's dW is a Hadamard (elementwise) product of two low-rank matrices, not a tensor-network reduction of this spec",
+    "DORA": "DoRA rescales each column of W + dW by a learned magnitude, which no dW of this spec reproduces",
+}
 LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B)(?:\.(?P<adapter>[^.]+))?\.weight$")
 LOKR_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lokr_w1_a|lokr_w1_b|lokr_w2_a|lokr_w2_b|lokr_w1|lokr_w2|lokr_t2)"
                       r"(?:\.(?P<adapter>[^.]+))?$")
 
 
 # ====================================================================== reading
-def _check_config(cfg: Mapping[str, Any]) -> None:
+def _check_config(cfg: Mapping[str, Any], kind: str) -> None:
     """Settings that have no exact SuperLoRA form: refused, on every path (model, state dict, directory)."""
-    if cfg.get("fan_in_fan_out"):
-        raise SpecError("fan_in_fan_out", True, "False (Conv1D-style transposed weights are not converted)")
+    if cfg.get("fan_in_fan_out") and kind != "lora":
+        raise SpecError("fan_in_fan_out", True, "False for LoKr (Conv1D-style transposed weights are converted for LoRA only)")
     if cfg.get("use_dora"):
-        raise SpecError("use_dora", True, "False (DoRA's magnitude vector is not a SuperLoRA setting)")
+        raise SpecError("use_dora", True, f"False ({NOT_REDUCTIONS['DORA']})")
     if cfg.get("lora_bias"):
         raise SpecError("lora_bias", True, "False (a trained bias on lora_B is not part of dW; it would be dropped)")
     if cfg.get("modules_to_save"):
@@ -74,22 +83,24 @@ _PARTS = {"lora": (("lora_A",), ("lora_B",)), "lokr": (("w1", "w1_a"), ("w2", "w
 def _check_layer(name: str, tensors: Mapping[str, Any], kind: str) -> None:
     """Every tensor 2-D (no convolution), every needed part present, and factors that multiply."""
     t = {k.removeprefix("lokr_"): v for k, v in tensors.items() if k != "__shape__"}
-    for key, value in t.items():
-        if getattr(value, "ndim", None) != 2:
-            raise SpecError(f"layer {name!r}", f"{key} of shape {tuple(getattr(value, 'shape', ()))}",
-                            "2-D nn.Linear adapter weights (convolution adapters are not converted)")
-    if kind == "lora":
+    if kind == "lora":  # Linear/Conv1D: 2-D; a convolution's lora_A is (r, in, k...), its lora_B (out, r, 1...)
         for key in ("lora_A", "lora_B"):
             if key not in t:
                 raise SpecError(f"layer {name!r}", f"no {key}", "both lora_A and lora_B")
         A, B = t["lora_A"], t["lora_B"]
-        if B.shape[1] != A.shape[0]:
+        conv_b = B.ndim == A.ndim and all(n == 1 for n in B.shape[2:])
+        if A.ndim < 2 or A.ndim > 4 or not conv_b or B.shape[1] != A.shape[0]:
             raise SpecError(f"layer {name!r}", f"lora_A {tuple(A.shape)}, lora_B {tuple(B.shape)}",
-                            "lora_B (out, r) and lora_A (r, in) with one r (these do not multiply)")
+                            "lora_B (out, r) and lora_A (r, in), or a convolution's (out, r, 1...) and (r, in, k...), "
+                            "with one r (these do not multiply)")
         shape = tensors.get("__shape__")
-        if shape is not None and tuple(shape) != (B.shape[0], A.shape[1]):
-            raise SpecError(f"layer {name!r}", f"B A of shape {(B.shape[0], A.shape[1])}", f"the base weight's shape {tuple(shape)}")
+        if shape is not None and tuple(shape) != (B.shape[0], *A.shape[1:]):
+            raise SpecError(f"layer {name!r}", f"B A of shape {(B.shape[0], *A.shape[1:])}", f"the base weight's shape {tuple(shape)}")
         return
+    for key, value in t.items():
+        if getattr(value, "ndim", None) != 2:
+            raise SpecError(f"layer {name!r}", f"{key} of shape {tuple(getattr(value, 'shape', ()))}",
+                            "2-D nn.Linear LoKr weights (LoKr on convolutions is not converted)")
     for k in ("1", "2"):
         if f"w{k}" in t:
             continue
@@ -115,6 +126,8 @@ def _peft_type(cfg: Mapping[str, Any], keys: Any) -> str:
     kind = str(cfg.get("peft_type", "")).rsplit(".", 1)[-1].upper()
     if kind in ("LORA", "LOKR"):
         return kind.lower()
+    if kind in NOT_REDUCTIONS:
+        raise SpecError("peft_type", kind, f"LORA or LOKR: {NOT_REDUCTIONS[kind]}")
     if any(LOKR_KEY.match(k) for k in keys):
         return "lokr"
     if any(LORA_KEY.match(k) for k in keys):
@@ -156,15 +169,24 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
         else:
             continue
         base = module.get_base_layer()
-        if not isinstance(base, nn.Linear):
-            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear base layers (convolutions are not converted)")
-        if getattr(module, "fan_in_fan_out", False):
-            raise SpecError("fan_in_fan_out", True, "False (Conv1D-style transposed weights are not converted)")
+        conv1d = type(base).__name__ == "Conv1D"
+        conv = isinstance(base, nn.Conv1d | nn.Conv2d)
+        if isinstance(module, LoKrLayer) and not isinstance(base, nn.Linear):
+            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear base layers for LoKr: on a convolution PEFT splits "
+                            "in_channels alone into Kronecker factors (and use_effective_conv2d adds a CP kernel core), which "
+                            "this spec's split of the flattened (out, in*k) kernel does not express")
+        if not (isinstance(base, nn.Linear) or conv1d or conv):
+            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear, nn.Conv1d/2d or GPT-2 Conv1D base layers")
+        if conv and base.groups != 1:
+            raise SpecError(f"layer {name!r}", f"groups={base.groups}", "a convolution with groups=1 (LoRA conversion)")
+        if getattr(module, "fan_in_fan_out", False) and not isinstance(module, LoraLayer):
+            raise SpecError("fan_in_fan_out", True, "False for LoKr (Conv1D-style transposed weights are converted for LoRA only)")
         if getattr(module, "use_dora", {}).get(adapter, False):
-            raise SpecError("use_dora", True, "False (DoRA's magnitude vector is not a SuperLoRA setting)")
+            raise SpecError("use_dora", True, f"False ({NOT_REDUCTIONS['DORA']})")
         module_name = name[len(PREFIX):] if name.startswith(PREFIX) else name
         layers[module_name] = {k: v.detach() for k, v in tensors.items()}
-        layers[module_name]["__shape__"] = tuple(base.weight.shape)
+        shape = tuple(base.weight.shape)
+        layers[module_name]["__shape__"] = shape[::-1] if conv1d else shape  # dW in (out, in) layout
         scaling[module_name] = float(module.scaling[adapter])
     if not layers:
         raise SpecError("model", type(model).__name__, f"a PEFT model with LoRA or LoKr layers for adapter {adapter!r}")
@@ -174,8 +196,8 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
 
 
 def _from_state_dict(state: Mapping[str, Any], cfg: Mapping[str, Any], adapter: str) -> tuple[dict[str, dict[str, Any]], str]:
-    _check_config(cfg)  # before the keys: a refused setting is named, not reported as an unknown key
     kind = _peft_type(cfg, state.keys())
+    _check_config(cfg, kind)  # before the keys: a refused setting is named, not reported as an unknown key
     pattern = LORA_KEY if kind == "lora" else LOKR_KEY
     layers: dict[str, dict[str, Any]] = {}
     for key, value in state.items():
@@ -259,7 +281,7 @@ def from_peft(source: Any, config: Any = None, *, adapter_name: str = "default",
         cfg.update(_config_dict(config))
     else:
         raise SpecError("source", type(source).__name__, "a PEFT model, a state dict or an adapter directory")
-    _check_config(cfg)
+    _check_config(cfg, kind)
     for name, tensors in layers.items():
         _check_layer(name, tensors, kind)
     names = list(layers)
@@ -285,7 +307,7 @@ def _lora_spec(layers, scaling, cfg, names, cast, seed):
         t = layers[n]
         A, B = t["lora_A"], t["lora_B"]
         ranks[n] = A.shape[0]
-        shapes[n] = t.get("__shape__", (B.shape[0], A.shape[1]))
+        shapes[n] = t.get("__shape__", (B.shape[0], *A.shape[1:]))  # a conv's lora_A is (r, in, k...)
         if scaling is not None:
             scales[n] = scaling[n]
         else:
@@ -300,6 +322,7 @@ def _lora_spec(layers, scaling, cfg, names, cast, seed):
     params = {}
     for g, n in zip(spec.groups, names):
         A, B = cast(layers[n]["lora_A"]), cast(layers[n]["lora_B"])
+        A, B = A.reshape(A.shape[0], -1), B.reshape(B.shape[0], -1)  # conv: (r, in*k...), (out, r) of the 1x1 lora_B
         params[f"{g.prefix}k0_A0"] = _pad_cols(B, R)
         params[f"{g.prefix}k0_A1"] = _pad_cols(A.T, R)
     return spec, params
@@ -414,6 +437,9 @@ def to_peft(spec: SuperLoRA, params: Mapping[str, Any], *, init_weights: bool | 
         native = reductions.to_lora(spec, tparams)
         for n in names:
             A, B, _ = native[n]
+            shape = spec.target_shapes[n]
+            if len(shape) > 2:  # a convolution: lora_A has the kernel's (in, k...), lora_B is a 1x1 conv
+                A, B = A.reshape(A.shape[0], *shape[1:]), B.reshape(*B.shape, *[1] * (len(shape) - 2))
             state[f"{PREFIX}{n}.lora_A.weight"] = A.contiguous()
             state[f"{PREFIX}{n}.lora_B.weight"] = B.contiguous()
             ranks[n] = A.shape[0]
@@ -479,3 +505,58 @@ def peft_zero_blocks(spec: SuperLoRA, convention: str = "peft") -> list[str]:
         local = "dense" if f.structure == "dense" else ("A0" if k == 0 else "A1")
         out.append(f"{g.prefix}k{k}_{local}")
     return sorted(out)
+
+
+# ====================================================================== one call each
+def load_peft(model: Any, source: Any, *, adapter_name: str = "default", **kwargs: Any) -> Any:
+    """An ``AdaptedModel`` of ``model`` (the plain base model) whose forward equals PEFT's.
+
+    ``source``: a ``save_pretrained`` directory or a live PEFT model (its adapter is read; ``model``
+    must be another copy of the base). Keyword arguments go to :func:`from_peft`.
+    """
+    import torch
+
+    from ..torch import inject
+
+    if hasattr(source, "named_modules") and source is model:
+        raise SpecError("model", "the PEFT model itself", "the plain base model (a separate copy)")
+    spec, params = from_peft(source, adapter_name=adapter_name, **kwargs)
+    adapted = inject(model, None, spec)
+    with torch.no_grad():
+        for name, value in params.items():
+            adapted.adapter[name].copy_(value)
+    return adapted
+
+
+def save_peft(adapted: Any, path: Any) -> Any:
+    """Write ``adapted``'s adapter as a PEFT directory (``PeftModel.from_pretrained`` loads it).
+
+    The spec must be LoRA or LoKr representable (one group per target, the natural fold...);
+    anything else is refused naming the reason. Returns the directory.
+    """
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    kinds = {info.kind for info in adapted.layers.values()}
+    if "gpt2_conv1d" in kinds and len(kinds) > 1:
+        raise SpecError("layers", sorted(kinds), "GPT-2 Conv1D alone: PEFT's fan_in_fan_out is one setting for every layer")
+    if adapted.head_names:
+        raise SpecError("modules_to_save", list(adapted.head_names), "no heads (PEFT keeps its own copies of them)")
+    spec = adapted.spec
+    kind = spec.identify()
+    if kind not in ("lora", "lokr"):
+        reason = ("groups mix layers" if len(spec.groups) != len(spec.targets) else "its settings are not LoRA's or LoKr's")
+        raise SpecError("spec", kind, f"a LoRA or LoKr representable spec ({reason}: not representable as PEFT LoRA/LoKr)")
+    if kind == "lokr" and kinds != {"linear"}:
+        raise SpecError("layers", sorted(kinds), "nn.Linear targets for LoKr (PEFT's LoKr has no fan_in_fan_out, and splits a "
+                        "convolution's in_channels alone)")
+    state, config = to_peft(spec, {k: v.detach().cpu() for k, v in adapted.adapter.items()})
+    if kind == "lora":
+        config["fan_in_fan_out"] = kinds == {"gpt2_conv1d"}
+    config.update(base_model_name_or_path=None, task_type=None, inference_mode=True)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "adapter_model.safetensors"))
+    (out / "adapter_config.json").write_text(json.dumps(config, indent=1))
+    return out

@@ -6,8 +6,11 @@
 See docs/torch.md.
 """
 
+from .defaults import DEFAULT_TARGETS, PEFT_SPELLINGS
+from .hf import from_pretrained
 from .io import load, read, save
 from .model import AdaptedModel, inject
 from .targets import LayerInfo, find_targets
 
-__all__ = ["AdaptedModel", "LayerInfo", "find_targets", "inject", "load", "read", "save"]
+__all__ = ["DEFAULT_TARGETS", "PEFT_SPELLINGS", "AdaptedModel", "LayerInfo", "find_targets", "from_pretrained", "inject", "load",
+           "read", "save"]

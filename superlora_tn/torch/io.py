@@ -96,6 +96,7 @@ def save(adapted: AdaptedModel, path: Any) -> Path:
         "layers": {name: info.kind for name, info in adapted.layers.items()},
         "modules_to_save": list(adapted.head_names),
         "merged": adapted.merged,
+        "dropout": adapted.dropout,
     }
     try:
         json.dumps(config)  # fails here, before any file is written, if anything is not JSON-ready
@@ -278,7 +279,8 @@ def load(model: nn.Module, path: Any, *, spec: Mapping[str, Any] | SuperLoRA | N
     check_injectable(model, list(saved.target_shapes))
     params, heads = _check_tensors(saved, config, tensors, model, None)
     adapted = inject(model, None, saved, modules_to_save=config.get("modules_to_save") or None,
-                     factored=factored, adapter_dtype=next(iter(params.values())).dtype)
+                     factored=factored, adapter_dtype=next(iter(params.values())).dtype,
+                     dropout=float(config.get("dropout", 0.0)))
     try:
         _copy(adapted, params, heads)
     except BaseException:

@@ -109,7 +109,8 @@ class AdaptedForward:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         owner = self.owner
-        if owner.merged or not owner.adapter_enabled or len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor):
+        if (owner.merged or not owner.adapter_enabled or len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor)
+                or self.info.name not in owner.layers):  # a layer only another (inactive) adapter targets
             return self.base(*args, **kwargs)
         x = args[0]
         module, name, kind = self.module, self.info.name, self.info.kind
@@ -119,19 +120,22 @@ class AdaptedForward:
             if self.use_factored(tokens):
                 owner.stats["factored"] += 1
                 out = self.base(x)
-                return out + apply_delta(owner.spec, owner.adapter, name, x.to(compute)).to(out.dtype)
+                return out + apply_delta(owner.spec, owner.adapter, name, owner.adapter_input(module, x).to(compute)).to(out.dtype)
             if self._foldable(x):
                 owner.stats["folded"] += 1
                 return owner.run_target(name, lambda d, x: folded_linear(x, module.weight, d, module.bias, kind == "gpt2_conv1d"), x)
             out = self.base(x)
-            return out + owner.run_target(name, lambda d, x: F.linear(x.to(compute), d), x).to(out.dtype)
+            xd = owner.adapter_input(module, x)  # dropout(x) while training (PEFT's lora_dropout)
+            return out + owner.run_target(name, lambda d, x: F.linear(x.to(compute), d), xd).to(out.dtype)
         if self._foldable(x):
             owner.stats["folded"] += 1
             return owner.run_target(name, lambda d, x: module._conv_forward(x, module.weight + d, module.bias), x)
         out = self.base(x)
-        return out + owner.run_target(name, lambda d, x: module._conv_forward(x.to(compute), d, None), x).to(out.dtype)
+        xd = owner.adapter_input(module, x)
+        return out + owner.run_target(name, lambda d, x: module._conv_forward(x.to(compute), d, None), xd).to(out.dtype)
 
     def _foldable(self, x: torch.Tensor) -> bool:
         w = self.module.weight
         dtype = self.owner.adapter_dtype
-        return w.dtype == dtype and x.dtype == dtype and not torch.is_autocast_enabled(x.device.type)
+        return (w.dtype == dtype and x.dtype == dtype and not torch.is_autocast_enabled(x.device.type)
+                and not self.owner.uses_dropout(self.module))  # dropout(x) @ dW^T needs the added path

@@ -14,6 +14,7 @@ torch.Size([3, 4])
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from ..factored import factored_supported
 from ..slices import shares_groups, target_delta, target_params
 from ..spec import SPEC_ARGUMENTS, SuperLoRA
 from . import state as _state
+from .defaults import default_targets, refuse_peft_spelling
 from .layers import AdaptedForward
 from .memory import choose_memory_mode
 from .sharding import is_sharded
@@ -53,10 +55,32 @@ def _build_spec(layers: list[LayerInfo], spec: Mapping[str, Any] | SuperLoRA | N
     return SuperLoRA(shapes, **dict(spec))
 
 
+def _check_dropout(dropout: Any) -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+        raise SpecError("dropout", dropout, "a probability p with 0 <= p < 1 (dropout on each adapted layer's input)")
+    return float(dropout)
+
+
+def _spec_layers(model: nn.Module, spec: SuperLoRA) -> list[LayerInfo]:
+    """The layers of a ``SuperLoRA`` whose target names are module names of ``model``."""
+    modules = dict(model.named_modules())
+    layers = []
+    for name in spec.target_shapes:
+        module = modules.get(name) if name else None
+        kind = None if module is None else layer_kind(module)
+        if kind is None:
+            raise SpecError("spec.targets", name, "names of supported layers (Linear, Conv1d/2d, GPT-2 Conv1D) of this model")
+        layers.append(LayerInfo(name, kind, target_shape(module, kind)))
+    return layers
+
+
 def check_spec_keys(spec: Mapping[str, Any]) -> None:
-    """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError)."""
+    """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError); a PEFT
+    spelling (``r``, ``lora_alpha``) names this library's argument."""
     allowed = list(SPEC_ARGUMENTS)  # the keyword arguments (not the constructor's **unknown catch-all)
     unknown = sorted(str(k) for k in spec if k not in allowed)
+    for key in unknown:
+        refuse_peft_spelling(f"spec[{key!r}]", key)
     if unknown:
         raise SpecError("spec", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")
 
@@ -72,10 +96,18 @@ class AdaptedModel(nn.Module):
 
     def __init__(self, model: nn.Module, spec: SuperLoRA, layers: list[LayerInfo], *,
                  modules_to_save: Sequence[str] = (), factored: bool | str = "auto", zero_init: Any = True,
-                 adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto") -> None:
+                 adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto", dropout: float = 0.0,
+                 adapter_name: str = "default") -> None:
         super().__init__()
+        from .adapters import check_name
+
         if factored not in (True, False, "auto"):
             raise SpecError("factored", factored, 'True, False or "auto"')
+        self.dropout = _check_dropout(dropout)
+        self.active_adapter = check_name(adapter_name)
+        self._slots: dict[str, dict[str, Any]] = {}  # the inactive adapters' settings (adapters.py)
+        self.merged_adapters: list[str] = []
+        self._factored = factored
         if getattr(model, "_superlora_tn_adapted", False):
             raise SpecError("model", type(model).__name__, "a model without an attached adapter (unload() the first one)")
         self.base_model = model
@@ -122,6 +154,10 @@ class AdaptedModel(nn.Module):
         for info in layers:
             module = modules[info.name]
             self._forwards[info.name] = module.forward = AdaptedForward(self, module, info, factored)
+        if type(self) is AdaptedModel:  # Adapted<Base>: forward with the base class's signature (hf.py)
+            from .hf import adapted_class
+
+            self.__class__ = adapted_class(type(model))
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles leave out the per-forward dW (graph tensors, rebuilt on the next forward)."""
@@ -144,9 +180,6 @@ class AdaptedModel(nn.Module):
             raise SpecError("modules_to_save", clash[:4], "modules that are not adapted themselves (a target is inside)")
         return heads
 
-    # the merge state travels with state_dict(): a merged state dict is refused by an unmerged model
-    get_extra_state = _state.get_extra_state
-    set_extra_state = _state.set_extra_state
     _apply = _state.apply_and_sync_dtype  # adapted.to(torch.float64): the layers compute in float64 too
 
     # ----------------------------------------------------------------- forward
@@ -177,7 +210,112 @@ class AdaptedModel(nn.Module):
         self._last = last
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the base model (its adapted layers add their dW)."""
         return self.base_model(*args, **kwargs)
+
+    # ----------------------------------------------------------------- several named adapters (adapters.py)
+    @property
+    def adapter_names(self) -> list[str]:
+        """Every adapter's name, the active one first."""
+        return [self.active_adapter, *self._slots]
+
+    def add_adapter(self, adapter_name: str, spec: Mapping[str, Any] | SuperLoRA | None = None, **kwargs: Any) -> None:
+        """Add an inactive adapter with its own spec; ``targets=``, ``exclude=``, ``zero_init=``,
+        ``dropout=``, ``memory=`` as in ``inject`` (targets default to the model's defaults)."""
+        from .adapters import add_adapter
+
+        add_adapter(self, adapter_name, spec, **kwargs)
+
+    def set_adapter(self, adapter_name: str) -> None:
+        """Activate ``adapter_name``: the model runs and trains it (no re-injection)."""
+        from .adapters import set_adapter
+
+        set_adapter(self, adapter_name)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """Remove an inactive adapter."""
+        from .adapters import delete_adapter
+
+        delete_adapter(self, adapter_name)
+
+    # ----------------------------------------------------------------- behave like the wrapped model
+    def __getattr__(self, name: str) -> Any:
+        """Attributes the AdaptedModel lacks come from the base model (``config``, ``generate`` ...)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_model" or (name.startswith("__") and name.endswith("__")):
+                raise
+            modules = self.__dict__.get("_modules") or {}
+            if "base_model" not in modules:
+                raise
+            return getattr(modules["base_model"], name)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        base = type(self).__dict__.get("_superlora_tn_base_class")
+        if base is None:
+            return super().__reduce_ex__(protocol)
+        from .hf import remake
+
+        return remake, (base,), self.__getstate__()
+
+    def get_base_model(self) -> nn.Module:
+        """The wrapped model (adapted layers included), as ``PeftModel.get_base_model``."""
+        return self.base_model
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}(base_model={type(self.base_model).__name__}, {len(self.layers)} adapted layers, "
+                 f"{self.spec.num_params:,} adapter parameters, memory={self.memory!r}, dropout={self.dropout}, "
+                 f"adapter={self.active_adapter!r}{f', inactive={list(self._slots)}' if self._slots else ''}"
+                 f"{', merged' if self.merged else ''})"]
+        lines += [f"  {name}: {info.kind} {tuple(info.shape)}" for name, info in self.layers.items()]
+        lines += [f"  head {name}: trained in full" for name in self.head_names]
+        return "\n".join(lines)
+
+    def adapter_input(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The input the adapter path sees: ``dropout(x)`` while training (PEFT's lora_dropout)."""
+        if self.dropout and module.training:
+            return torch.nn.functional.dropout(x, self.dropout, training=True)
+        return x
+
+    def uses_dropout(self, module: nn.Module) -> bool:
+        return bool(self.dropout) and module.training
+
+    # ----------------------------------------------------------------- state dict = trainable state
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
+        """The trainable state: ``adapter.*``, the heads (``base_model.<head>.*``) and ``_extra_state``
+        (the adapter config). The frozen base is the model you load; ``base_model.state_dict()`` has it."""
+        if args:
+            raise TypeError("AdaptedModel.state_dict takes keyword arguments only (destination=, prefix=, keep_vars=)")
+        from .hf import filtered_state_dict
+
+        return filtered_state_dict(self, destination, prefix, keep_vars)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Load a state dict (this model's ``state_dict()`` or a full one); the frozen base keys are
+        never reported missing. The saved config is checked before anything is copied."""
+        from torch.nn.modules.module import _IncompatibleKeys
+
+        from .hf import trainable_keys
+
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        own = set(trainable_keys(self, result.missing_keys))
+        missing = [k for k in result.missing_keys if k in own]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}: missing keys {missing}, "
+                               f"unexpected keys {result.unexpected_keys}")
+        return _IncompatibleKeys(missing, result.unexpected_keys)
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The adapter config (spec, layer kinds, heads) as a uint8 tensor of JSON."""
+        from .hf import adapter_config, encode
+
+        return encode(adapter_config(self))
+
+    def set_extra_state(self, state: Any) -> None:
+        from .hf import check_config, decode
+
+        check_config(self, decode(state))
 
     def deltas(self) -> dict[str, torch.Tensor]:
         """dW of every target, name -> tensor in the target's shape (one batched contraction)."""
@@ -259,21 +397,35 @@ class AdaptedModel(nn.Module):
         for name, merged in new.items():
             modules[name].weight.copy_(merged)
 
-    def merge(self, safe_merge: bool = False) -> None:
-        """W <- W + dW for every target; the hooks then add nothing. ``safe_merge`` refuses NaN/inf."""
+    def merge(self, safe_merge: bool = False, adapter_names: Sequence[str] | None = None) -> None:
+        """W <- W + dW for every target; the hooks then add nothing. ``safe_merge`` refuses NaN/inf.
+        ``adapter_names``: the adapters whose dW are added (default: the active one)."""
+        from .adapters import merge, merge_names
+
         self._check_loaded()
         if self.merged:
             raise SpecError("merge", "already merged", "an unmerged adapter")
-        self._add(+1.0, safe_merge)
+        names = merge_names(self, adapter_names)
+        if names == [self.active_adapter]:
+            self._add(+1.0, safe_merge)
+        else:
+            merge(self, names, safe_merge)
         self.merged = True
+        self.merged_adapters = names
 
     def unmerge(self) -> None:
         """W <- W - dW (restores the base weights to float32 round-off)."""
+        from .adapters import unmerge
+
         self._check_loaded()
         if not self.merged:
             raise SpecError("unmerge", "not merged", "a merged adapter (call merge() first)")
-        self._add(-1.0, False)
+        if self.merged_adapters in ([], [self.active_adapter]):
+            self._add(-1.0, False)
+        else:
+            unmerge(self, self.merged_adapters)
         self.merged = False
+        self.merged_adapters = []
 
     def unload(self) -> nn.Module:
         """Remove the hooks and return the base model as it is (merged or not), trainability restored."""
@@ -292,10 +444,10 @@ class AdaptedModel(nn.Module):
             p.requires_grad_(self._requires_grad.get(name, True))
         return self.base_model
 
-    def merge_and_unload(self, safe_merge: bool = False) -> nn.Module:
+    def merge_and_unload(self, safe_merge: bool = False, adapter_names: Sequence[str] | None = None) -> nn.Module:
         """Merge, remove every hook, and return the plain base model (no trace of the adapter)."""
         if not self.merged:
-            self.merge(safe_merge=safe_merge)
+            self.merge(safe_merge=safe_merge, adapter_names=adapter_names)
         return self.unload()
 
     def _check_loaded(self) -> None:
@@ -312,34 +464,58 @@ class AdaptedModel(nn.Module):
         trainable = adapter + heads
         return {"adapter": adapter, "heads": heads, "trainable": trainable, "all": total, "percent": 100.0 * trainable / total}
 
-    def print_trainable_parameters(self) -> str:
+    def print_trainable_parameters(self) -> None:
+        """Print the counts in PEFT's format (returns None, as PEFT; the numbers: ``trainable_parameters()``)."""
         c = self.trainable_parameters()
-        line = (f"trainable params: {c['trainable']:,} (adapter {c['adapter']:,} + heads {c['heads']:,}) "
-                f"|| all params: {c['all']:,} || trainable%: {c['percent']:.4f}")
-        print(line)
-        return line
+        print(f"trainable params: {c['trainable']:,} (adapter {c['adapter']:,} + heads {c['heads']:,}) "
+              f"|| all params: {c['all']:,} || trainable%: {c['percent']:.4f}")
 
     def save(self, path: Any) -> None:
-        """Write ``adapter_model.safetensors`` + ``adapter_config.json`` (spec, format, version, checksum)."""
+        """Write ``adapter_model.safetensors`` + ``adapter_config.json`` (spec, format, version, checksum).
+        Several adapters: ``default`` in ``path``, each other one in ``path/<name>`` (as PEFT)."""
+        from pathlib import Path
+
+        from .adapters import activated
         from .io import save
 
-        save(self, path)
+        if not self._slots:
+            save(self, path)
+            return
+        for name in self.adapter_names:
+            with activated(self, name):
+                save(self, path if name == "default" else Path(path) / name)
 
-    def load_adapter(self, path: Any) -> None:
-        """Load saved adapter values into this model; the saved spec must equal ``self.spec``."""
-        from .io import load_into
+    def save_pretrained(self, save_directory: Any) -> None:
+        """PEFT's name for :meth:`save` (``superlora_tn.torch.from_pretrained`` reads it back)."""
+        self.save(save_directory)
 
-        load_into(self, path)
+    def load_adapter(self, path: Any, adapter_name: str | None = None) -> None:
+        """Load saved adapter values into this model; the saved spec must equal ``self.spec``.
+        ``adapter_name``: load into that adapter instead, adding it (with the saved spec) if new."""
+        from .adapters import activated
+        from .io import load_into, read
+
+        if adapter_name is None or adapter_name == self.active_adapter:
+            load_into(self, path)
+            return
+        if adapter_name not in self._slots:
+            config, _ = read(path)
+            self.add_adapter(adapter_name, SuperLoRA.from_dict(config["spec"]), dropout=float(config.get("dropout", 0.0)))
+        with activated(self, adapter_name):
+            load_into(self, path)
 
 
 def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] | SuperLoRA | None = None, *,
            exclude: Selector = None, modules_to_save: Sequence[str] | None = None, factored: bool | str = "auto",
-           zero_init: Any = True, adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto") -> AdaptedModel:
+           zero_init: Any = True, adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto",
+           dropout: float = 0.0, adapter_name: str = "default", **peft_arguments: Any) -> AdaptedModel:
     """Attach a SuperLoRA adapter to ``model`` (in place) and return the :class:`AdaptedModel`.
 
     Args:
         targets: regex (fullmatch on module names) or a list of names / suffixes (PEFT rules).
             When ``spec`` is a ``SuperLoRA`` whose target names are module names, may be None.
+            Omitted on a Hugging Face model: the default of its ``config.model_type``
+            (``defaults.DEFAULT_TARGETS``, e.g. query/value for BERT, c_attn for GPT-2).
         spec: the ``SuperLoRA`` arguments except targets (e.g. ``dict(groups=1, fold="balanced",
             order=3, rank=4)``), or a ready ``SuperLoRA`` whose targets equal the matched layers.
         exclude: modules never adapted, same rules as ``targets``.
@@ -353,23 +529,31 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
             it in the backward (extra memory a few times the largest target's dW; more compute).
             ``"auto"`` (default): fast unless its extra memory would pass a quarter of the free
             memory of the adapter's device; an int: that budget in bytes. See docs/torch.md.
+        dropout: p of the dropout on each adapted layer's input, as PEFT's ``lora_dropout``:
+            ``base(x) + dropout(x) @ dW^T`` while training (the single-GEMM ``W + dW`` path is
+            not used then, so the result is exact); nothing in eval mode.
+        adapter_name: the adapter's name (``add_adapter`` adds more; ``set_adapter`` switches).
+
+    PEFT spellings (``target_modules=``, ``r=``, ``lora_alpha=``...) raise a ``SpecError`` naming
+    this library's argument (``defaults.PEFT_SPELLINGS``).
     """
+    for name in sorted(peft_arguments):
+        refuse_peft_spelling(name, name)
+    if peft_arguments:
+        allowed = [p for p in inspect.signature(inject).parameters if p not in ("model", "peft_arguments")]
+        raise SpecError("inject", sorted(peft_arguments), f"arguments of inject(): {', '.join(allowed)}")
     if not isinstance(model, nn.Module):
         raise SpecError("model", type(model).__name__, "a torch.nn.Module")
+    if targets is None and not isinstance(spec, SuperLoRA):
+        targets = default_targets(model)
     if targets is None and isinstance(spec, SuperLoRA):  # the spec's target names are exact module names
-        modules = dict(model.named_modules())
-        layers = []
-        for name in spec.target_shapes:
-            module = modules.get(name) if name else None
-            kind = None if module is None else layer_kind(module)
-            if kind is None:
-                raise SpecError("spec.targets", name, "names of supported layers (Linear, Conv1d/2d, GPT-2 Conv1D) of this model")
-            layers.append(LayerInfo(name, kind, target_shape(module, kind)))
+        layers = _spec_layers(model, spec)
     else:
         layers = find_targets(model, targets, exclude)
     check_injectable(model, [info.name for info in layers], modules_to_save=modules_to_save, factored=factored)
     return AdaptedModel(model, _build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
-                        factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype, memory=memory)
+                        factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype, memory=memory, dropout=dropout,
+                        adapter_name=adapter_name)
 
 
 def _dropper(store: dict[str, torch.Tensor], name: str) -> Any:

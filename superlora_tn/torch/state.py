@@ -1,11 +1,11 @@
 """The merge state travels with ``AdaptedModel.state_dict()`` (as ``_extra_state``).
 
 A state dict of a merged model holds base weights W + dW *and* the adapter that made dW.
-Loaded into an unmerged model (whose hooks add dW again) it would count dW twice, silently.
-``AdaptedModel.get_extra_state`` records ``merged`` as a one-entry uint8 tensor (a tensor, so
-the state dict stays saveable with safetensors), and ``set_extra_state`` refuses a state dict
-whose merge state differs from the model's before any tensor is copied (torch loads a module's
-own extra state before its children's parameters).
+Loaded into an unmerged model (whose layers add dW again) it would count dW twice, silently.
+``AdaptedModel.get_extra_state`` records ``merged`` in the adapter config (``torch/hf.py``), and
+``set_extra_state`` calls ``check_merge_state``, which refuses a state dict whose merge state
+differs from the model's before any tensor is copied (torch loads a module's own extra state
+before its children's parameters).
 
 ``apply_and_sync_dtype`` keeps ``adapter_dtype`` equal to the adapter parameters' dtype after
 ``adapted.to(dtype)`` and friends.
@@ -19,21 +19,12 @@ import torch
 
 from ..errors import SpecError
 
-__all__ = ["apply_and_sync_dtype", "get_extra_state", "set_extra_state"]
+__all__ = ["apply_and_sync_dtype", "check_merge_state"]
 
 
-def get_extra_state(self: Any) -> torch.Tensor:
-    """``merged`` as a tensor: 1 when the base weights hold W + dW."""
-    return torch.tensor([1 if self.merged else 0], dtype=torch.uint8)
-
-
-def set_extra_state(self: Any, state: Any) -> None:
+def check_merge_state(adapted: Any, merged: bool) -> None:
     """Refuse a state dict saved in the other merge state (it would double-count or drop dW)."""
-    try:
-        merged = bool(int(torch.as_tensor(state).reshape(-1)[0]))
-    except (TypeError, ValueError, IndexError, RuntimeError):
-        raise SpecError("state_dict['_extra_state']", state, "the merge flag AdaptedModel.state_dict() writes") from None
-    if merged != self.merged:
+    if bool(merged) != adapted.merged:
         saved, here = ("merged", "unmerged") if merged else ("unmerged", "merged")
         fix = "merge()" if merged else "unmerge()"
         raise SpecError("state_dict", f"a {saved} model's state dict",

@@ -1,0 +1,203 @@
+"""Several named adapters on one model: ``add_adapter``, ``set_adapter``, ``delete_adapter``.
+
+The active adapter is the one the model runs: its spec, layers and parameters are
+``AdaptedModel.spec`` / ``.layers`` / ``.adapter`` exactly as for a single adapter, so every
+fast path is unchanged. The others wait in ``inactive_adapters`` (an ``nn.ModuleDict`` of
+their parameters, created when a second adapter is added) and in a plain dict of their
+settings. ``set_adapter`` swaps the two (no re-injection: the layers' forwards were installed
+once, for the union of every adapter's targets; a layer the active adapter does not target runs
+its base forward). Each adapter has its own spec (grouped ones too), targets, dropout and memory
+mode; heads (``modules_to_save``) belong to the model. Only the active adapter's parameters
+require grad.
+
+>>> import torch
+>>> from torch import nn
+>>> from superlora_tn.torch import inject
+>>> adapted = inject(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)), targets=["0"], spec=dict(rank=2))
+>>> adapted.add_adapter("other", dict(groups=1, fold="balanced", order=2, rank=2), targets=["0", "1"])
+>>> adapted.set_adapter("other")
+>>> adapted.active_adapter, sorted(adapted.adapter_names), sorted(adapted.layers)
+('other', ['default', 'other'], ['0', '1'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+from ..factored import factored_supported
+from ..slices import shares_groups, target_params
+from ..spec import SuperLoRA
+from .layers import AdaptedForward
+from .memory import choose_memory_mode
+from .targets import Selector, find_targets
+
+if TYPE_CHECKING:
+    from .model import AdaptedModel
+
+__all__ = ["activated", "add_adapter", "check_name", "delete_adapter", "set_adapter"]
+
+SLOT_FIELDS = ("spec", "layers", "_shared", "memory", "_params_of", "dropout")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise SpecError("adapter_name", name, "a name of letters, digits, '_' or '-' (it names a module and a directory)")
+    return name
+
+
+def inactive(adapted: AdaptedModel) -> nn.ModuleDict:
+    """The ModuleDict of the inactive adapters' parameters (created on first use)."""
+    found = adapted._modules.get("inactive_adapters")
+    if found is None:
+        found = adapted.inactive_adapters = nn.ModuleDict()
+    return found  # type: ignore[return-value]
+
+
+def add_adapter(adapted: AdaptedModel, name: str, spec: Mapping[str, Any] | SuperLoRA | None = None, *,
+                targets: Selector = None, exclude: Selector = None, zero_init: Any = True, dropout: float = 0.0,
+                memory: str | int = "auto") -> None:
+    """Add an inactive adapter ``name`` with its own spec and targets (defaults: the model's)."""
+    from .defaults import default_targets
+    from .model import _build_spec, _check_dropout, _spec_layers
+
+    check_name(name)
+    if name in adapted.adapter_names:
+        raise SpecError("adapter_name", name, f"a new name (existing: {', '.join(adapted.adapter_names)})")
+    if adapted.merged:
+        raise SpecError("add_adapter", "a merged model", "an unmerged model (call unmerge() first)")
+    model = adapted.base_model
+    if targets is None and isinstance(spec, SuperLoRA):
+        layers = _spec_layers(model, spec)
+    else:
+        layers = find_targets(model, default_targets(model) if targets is None else targets, exclude)
+    built = _build_spec(layers, spec)
+    clash = [info.name for info in layers for h in adapted.head_names if info.name == h or info.name.startswith(h + ".")]
+    if clash:
+        raise SpecError("targets", clash[:4], "layers outside the heads (modules_to_save)")
+    modules = dict(model.named_modules())
+    device = modules[layers[0].name].weight.device
+    values = built.init("torch", zero_init=zero_init, dtype=adapted.adapter_dtype, device=device)
+    params = nn.ParameterDict({k: nn.Parameter(v, requires_grad=False) for k, v in values.items()})
+    shared = {info.name for info in layers if shares_groups(built, info.name)}
+    inactive(adapted)[name] = params
+    adapted._slots[name] = {
+        "spec": built, "layers": {info.name: info for info in layers}, "_shared": shared,
+        "memory": choose_memory_mode(memory, built, shared, values),
+        "_params_of": {info.name: target_params(built, info.name) for info in layers}, "dropout": _check_dropout(dropout),
+    }
+    for info in layers:  # install the forward once for each layer any adapter targets
+        if info.name not in adapted._forwards:
+            module = modules[info.name]
+            forward = AdaptedForward(adapted, module, info, False)
+            forward.factored = adapted._factored
+            adapted._forwards[info.name] = module.forward = forward
+    refresh_forwards(adapted)
+
+
+def refresh_forwards(adapted: AdaptedModel) -> None:
+    """Each installed forward's factored choice for the active spec (cleared per-token cache)."""
+    for name, forward in adapted._forwards.items():
+        forward.can_factor = (forward.factored is not False and name in adapted.layers
+                              and factored_supported(adapted.spec, name))
+        forward._choice = {}
+
+
+def swap(adapted: AdaptedModel, name: str) -> None:
+    """Make ``name`` the active adapter (no checks beyond its existence)."""
+    if name == adapted.active_adapter:
+        return
+    if name not in adapted._slots:
+        raise SpecError("adapter_name", name, f"one of the adapters: {', '.join(adapted.adapter_names)}")
+    store = inactive(adapted)
+    new_params = store[name]
+    old_name, old_params = adapted.active_adapter, adapted.adapter
+    old_slot = {f: getattr(adapted, f) for f in SLOT_FIELDS}
+    for f, value in adapted._slots.pop(name).items():
+        setattr(adapted, f, value)
+    del store[name]
+    store[old_name] = old_params
+    adapted._slots[old_name] = old_slot
+    adapted.adapter = new_params
+    adapted.active_adapter = name
+    for p in old_params.values():
+        p.requires_grad_(False)
+    for p in new_params.values():
+        p.requires_grad_(True)
+    adapted._cache, adapted._last = None, {}
+    refresh_forwards(adapted)
+
+
+def set_adapter(adapted: AdaptedModel, name: str) -> None:
+    """Activate adapter ``name`` (its parameters become the trainable ones)."""
+    if adapted.merged:
+        raise SpecError("set_adapter", "a merged model", "an unmerged model (call unmerge() first)")
+    swap(adapted, name)
+
+
+@contextlib.contextmanager
+def activated(adapted: AdaptedModel, name: str) -> Iterator[None]:
+    """Run the block with ``name`` active, then restore the adapter that was active."""
+    before = adapted.active_adapter
+    grads = {n: p.requires_grad for n, p in adapted.named_parameters(remove_duplicate=False)}
+    swap(adapted, name)
+    try:
+        yield
+    finally:
+        swap(adapted, before)
+        for n, p in adapted.named_parameters(remove_duplicate=False):
+            p.requires_grad_(grads.get(n, p.requires_grad))
+
+
+def delete_adapter(adapted: AdaptedModel, name: str) -> None:
+    """Remove an inactive adapter (its parameters and settings)."""
+    if name == adapted.active_adapter:
+        raise SpecError("delete_adapter", name, "an inactive adapter (set_adapter() another one first)")
+    if name not in adapted._slots:
+        raise SpecError("adapter_name", name, f"one of the adapters: {', '.join(adapted.adapter_names)}")
+    if name in adapted.merged_adapters:
+        raise SpecError("delete_adapter", name, "an adapter that is not merged (call unmerge() first)")
+    del inactive(adapted)[name]
+    del adapted._slots[name]
+
+
+def merge_names(adapted: AdaptedModel, adapter_names: Sequence[str] | None) -> list[str]:
+    if adapter_names is None:
+        return [adapted.active_adapter]
+    if isinstance(adapter_names, str) or not adapter_names:
+        raise SpecError("adapter_names", adapter_names, "None (the active adapter) or a non-empty list of adapter names")
+    names = list(dict.fromkeys(adapter_names))
+    unknown = [n for n in names if n not in adapted.adapter_names]
+    if unknown:
+        raise SpecError("adapter_names", unknown, f"names of adapters of this model: {', '.join(adapted.adapter_names)}")
+    return names
+
+
+@torch.no_grad()
+def merge(adapted: AdaptedModel, names: list[str], safe_merge: bool) -> None:
+    """W <- W + sum of the named adapters' dW; on a refused safe merge, nothing stays changed."""
+    done: list[str] = []
+    try:
+        for name in names:
+            with activated(adapted, name):
+                adapted._add(+1.0, safe_merge)
+            done.append(name)
+    except SpecError:
+        for name in reversed(done):
+            with activated(adapted, name):
+                adapted._add(-1.0, False)
+        raise
+
+
+@torch.no_grad()
+def unmerge(adapted: AdaptedModel, names: list[str]) -> None:
+    for name in reversed(names):
+        with activated(adapted, name):
+            adapted._add(-1.0, False)
