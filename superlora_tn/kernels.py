@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "fwht_", "gather", "scatter", "two_pass_arrays"]
+__all__ = ["available", "fwht_", "gather", "scatter"]
 
 IN_CACHE = 4096  # entries transformed entirely inside L1 before the strided passes
 CHUNK = 256  # contiguous columns per strided butterfly
@@ -142,25 +142,7 @@ def _compile_moves() -> Any:
         for k in range(index.size):
             out[index[k]] = x[k]
 
-    @numba.njit(cache=True, nogil=True)
-    def two_pass_(perm: Any, bucket: int, pos: Any, gather: Any) -> None:  # pragma: no cover - compiled
-        n = perm.size
-        dest = np.empty(n, dtype=perm.dtype)
-        for k in range(n):
-            dest[perm[k]] = k
-        starts = np.zeros(n // bucket + 2, dtype=np.int64)
-        for i in range(n):
-            starts[dest[i] // bucket + 1] += 1
-        for b in range(1, starts.size):
-            starts[b] += starts[b - 1]
-        for i in range(n):
-            b = dest[i] // bucket
-            pos[i] = starts[b]
-            starts[b] += 1
-        for k in range(n):
-            gather[k] = pos[perm[k]]
-
-    return gather_, scatter_, two_pass_
+    return gather_, scatter_
 
 
 def _moves_kernels() -> Any:
@@ -190,13 +172,3 @@ def scatter(x: Any, index: Any) -> Any:
     out = np.empty_like(x)
     _moves_kernels()[1](x, index, out)
     return out
-
-
-def two_pass_arrays(perm: Any, bucket: int) -> tuple[Any, Any] | None:
-    """(scatter, gather) of ``projection.two_pass_gather`` in O(n): a counting sort by bucket."""
-    if not available():
-        return None
-    pos = np.empty_like(perm)
-    out = np.empty_like(perm)
-    _moves_kernels()[2](perm, bucket, pos, out)
-    return pos, out

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from . import fastfood_cpu, kernels
 from .hadamard import hadamard_blocks
-from .kernels import two_pass_arrays
 from .validate import check_projection_args
 
 __all__ = ["Fastfood", "Gaussian", "Projection", "projection_rng"]
@@ -53,15 +53,13 @@ def two_pass_gather(perm: np.ndarray) -> dict[str, np.ndarray]:
     ``y = t[gather]`` then only reads inside a bucket (in cache). The result is exactly
     ``x[perm]`` (a permutation moves values, no arithmetic). Empty for small permutations.
     Built in O(T): the inverse permutation is a scatter, and the stable bucket order a radix
-    sort of 16-bit bucket numbers.
+    sort of 16-bit bucket numbers. Not used where the compiled kernels are installed: their
+    one-pass gather of int32 indices is faster, and the two index arrays cost 2x dW's memory.
     """
     T = perm.size
-    if T < TWO_PASS_MIN:
+    if T < TWO_PASS_MIN or kernels.available():  # the compiled one-pass gather is faster (and 2 arrays smaller)
         return {}
     itype = index_dtype(T)
-    compiled = two_pass_arrays(perm.astype(itype, copy=False), GATHER_BUCKET)
-    if compiled is not None:
-        return {"scatter": compiled[0], "gather": compiled[1]}
     dest = np.empty(T, dtype=itype)
     dest[perm] = np.arange(T, dtype=itype)
     bucket = dest // GATHER_BUCKET
@@ -160,6 +158,10 @@ class Fastfood(Projection):
             from .backends import get_backend
 
             return backend.from_numpy(self.forward(numpy[0], numpy[1], get_backend("numpy")))
+        if backend.name == "numpy":
+            y = fastfood_cpu.forward(u, consts)  # compiled, in place (None without numba)
+            if y is not None:
+                return y
         B, n_gen = u.shape
         L, nb, n = consts["L"], consts["nb"], consts["n"]
         if n_gen < L:
@@ -181,6 +183,10 @@ class Fastfood(Projection):
             from .backends import get_backend
 
             return backend.from_numpy(self.transpose(numpy[0], numpy[1], get_backend("numpy")))
+        if backend.name == "numpy":
+            x = fastfood_cpu.transpose(g, consts)
+            if x is not None:
+                return x
         B = g.shape[0]
         L, nb, n = consts["L"], consts["nb"], consts["n"]
         if n < nb * L:
