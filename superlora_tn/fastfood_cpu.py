@@ -1,10 +1,11 @@
 """Fastfood on CPU NumPy arrays with the compiled kernels, in place where the math allows.
 
-The portable path (``projection.Fastfood.forward``) allocates a fresh array per stage; at
-n = 75M float32 entries each fresh 300 MB array costs page faults comparable to the stage
-itself. Here the sign product writes one buffer, both transforms run in place on it (numba
-butterfly), the Gaussian scaling is in place, and the permutation is one gather or scatter
-(two-pass when its arrays are present). Exactly the same arithmetic as the portable path.
+The portable path (``projection.Fastfood.forward``) allocates a fresh array per stage and
+gathers with NumPy's fancy indexing, which converts the int32 permutation to int64 on every
+call. Here the sign product writes one zero-padded buffer, the Gaussian and sign scalings are
+in place, and the permutation is one compiled gather or scatter of the int32 indices (numba).
+The transforms are the same block GEMMs on NumPy's BLAS. Exactly the same arithmetic as the
+portable path.
 
 >>> import numpy as np
 >>> from superlora_tn import Fastfood
@@ -22,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
+from .hadamard import fwht
 
 __all__ = ["forward", "transpose"]
 
@@ -34,18 +36,13 @@ def forward(u: np.ndarray, c: dict) -> np.ndarray | None:
     L, nb, n = c["L"], c["nb"], c["n"]
     x = np.zeros((B, nb, L), dtype=u.dtype)
     np.multiply(u[:, None, :], c["signs"][:, :, :n_gen], out=x[:, :, :n_gen])
-    if not kernels.fwht_(x):
-        return None
-    flat = x.reshape(-1)
-    if "scatter" in c:
-        y = kernels.gather(kernels.scatter(flat, c["scatter"]), c["gather"])
-    else:
-        y = kernels.gather(flat, c["perm"])
-    del x, flat
+    flat = fwht(x, c["blocks"], rotate=True).reshape(-1)
+    del x
+    y = kernels.gather(flat, c["perm"]) if "scatter" not in c else kernels.gather(kernels.scatter(flat, c["scatter"]), c["gather"])
+    del flat
     y = y.reshape(B, nb, L)
     y *= c["gauss"]
-    kernels.fwht_(y)
-    return y.reshape(B, nb * L)[:, :n]
+    return fwht(y, c["blocks"], rotate=True).reshape(B, nb * L)[:, :n]
 
 
 def transpose(g: np.ndarray, c: dict) -> np.ndarray | None:
@@ -56,9 +53,7 @@ def transpose(g: np.ndarray, c: dict) -> np.ndarray | None:
     L, nb, n = c["L"], c["nb"], c["n"]
     x = np.zeros((B, nb * L), dtype=g.dtype)
     x[:, :n] = g
-    x = x.reshape(B, nb, L)
-    if not kernels.fwht_(x):
-        return None
+    x = fwht(x.reshape(B, nb, L), c["blocks"], rotate=True)
     x *= c["gauss"]
     flat = x.reshape(-1)
     if "scatter" in c:  # the two passes reversed: scatter, then gather
@@ -66,8 +61,7 @@ def transpose(g: np.ndarray, c: dict) -> np.ndarray | None:
     else:
         y = kernels.scatter(flat, c["perm"])
     del x, flat
-    y = y.reshape(B, nb, L)
-    kernels.fwht_(y)
+    y = fwht(y.reshape(B, nb, L), c["blocks"], rotate=True)
     y *= c["signs"]
     out = y.sum(axis=1) if nb > 1 else y.reshape(B, L)
     return out[:, : c["generated"]]

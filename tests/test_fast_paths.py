@@ -141,7 +141,10 @@ def test_fwht_matches_dense(rotate, backend):
         np.testing.assert_allclose(got, x @ sylvester(L), rtol=1e-9, atol=1e-8)
 
 
-def test_two_pass_gather_is_the_permutation():
+def test_two_pass_gather_is_the_permutation(monkeypatch):
+    from superlora_tn import kernels
+
+    monkeypatch.setattr(kernels, "available", lambda: False)  # the two passes are the fallback without numba
     perm = np.random.default_rng(0).permutation(1 << 18)
     c = two_pass_gather(perm)
     x = np.random.default_rng(1).standard_normal(perm.size)
@@ -151,7 +154,10 @@ def test_two_pass_gather_is_the_permutation():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_fastfood_two_pass_equals_plain(backend):
+def test_fastfood_two_pass_equals_plain(backend, monkeypatch):
+    from superlora_tn import kernels
+
+    monkeypatch.setattr(kernels, "available", lambda: False)  # the two passes are the fallback without numba
     be = get_backend(backend)
     F = Fastfood(0.75)
     n = 1 << 18

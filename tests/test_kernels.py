@@ -7,27 +7,9 @@ import pytest
 
 from superlora_tn import Fastfood, kernels
 from superlora_tn.backends import get_backend
-from superlora_tn.hadamard import fwht, hadamard_blocks, sylvester
 from superlora_tn.projection import two_pass_gather
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [2, 4, 8, 16, 256, 4096, 8192, 1 << 15])
-def test_fwht_equals_the_sylvester_matrix(n, dtype):
-    x = np.random.default_rng(n).standard_normal((3, n)).astype(dtype)
-    y = x.copy()
-    assert kernels.fwht_(y)
-    ref = x.astype(np.float64) @ sylvester(n) if n <= 4096 else fwht(x.astype(np.float64), hadamard_blocks(n))
-    tol = 1e-4 if dtype == np.float32 else 1e-10
-    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.sqrt(n))
-
-
-def test_fwht_refuses_what_it_cannot_do():
-    assert not kernels.fwht_(np.ones((2, 6)))  # not a power of two
-    assert not kernels.fwht_(np.ones((2, 8), dtype=np.int64))
-    assert not kernels.fwht_(np.ones((8, 2)).T)  # not C-contiguous
 
 
 def test_gather_scatter_and_two_pass_equal_numpy(monkeypatch):

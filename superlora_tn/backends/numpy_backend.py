@@ -57,16 +57,6 @@ class NumpyBackend(Backend):
     def is_contiguous(self, x: Any) -> bool:
         return bool(x.flags.c_contiguous)
 
-    def fwht(self, x: Any, blocks: Sequence[Any]) -> Any:
-        """The compiled butterfly (``kernels.fwht_``, numba) on a copy where it is installed, else
-        the portable block-GEMM transform."""
-        from ..kernels import fwht_
-
-        y = np.array(x, order="C", copy=True)
-        if fwht_(y):
-            return y
-        return super().fwht(x, blocks)
-
     def take(self, x: Any, index: Any) -> Any:
         from ..kernels import gather
 

@@ -202,13 +202,8 @@ class TorchBackend(Backend):
 
 def _numpy_fwht_function(torch: Any) -> Any:
     from ..hadamard import fwht
-    from ..kernels import fwht_
-
     def run(t: Any, blocks: tuple) -> Any:
-        y = t.detach().contiguous().clone()
-        if fwht_(y.numpy()):  # the compiled butterfly (numba), in place on the copy
-            return y
-        return torch.from_numpy(np.ascontiguousarray(fwht(y.numpy(), list(blocks), rotate=True)))
+        return torch.from_numpy(np.ascontiguousarray(fwht(t.detach().contiguous().numpy(), list(blocks), rotate=True)))
 
     class NumpyFWHT(torch.autograd.Function):
         @staticmethod
