@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (3 if args.quick else 9)
     thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "0")
     print(f"superlora_tn benchmarks: {platform.machine()}, {os.cpu_count()} cpus, threads={args.threads}, "
-          f"torch {torch.__version__}, THP_MEM_ALLOC_ENABLE={thp}, repeats={repeats}{' (quick)' if args.quick else ''}", flush=True)
+          f"torch {torch.__version__},\n  THP_MEM_ALLOC_ENABLE={thp}, repeats={repeats}{' (quick)' if args.quick else ''}", flush=True)
     table = Table()
     start = time.perf_counter()
     for name in args.only:

@@ -52,8 +52,15 @@ class Table:
                 return r.seconds
         return None
 
-    def render(self) -> str:
-        lines = [f"{'case':<34} {'implementation':<40} {'median':>11} {'ratio':>8}  vs / note", "-" * 120]
+    def render(self, width: int = 100) -> str:
+        """The table, every line at most ``width`` columns: a note that does not fit after its row
+        goes on the next line(s), indented under the implementation."""
+        import textwrap
+
+        cw = max([len("case"), *(len(r.case) for r in self.rows)])
+        iw = max([len("implementation"), *(len(r.impl) for r in self.rows)])
+        head = f"{'case':<{cw}} {'implementation':<{iw}} {'median':>11} {'ratio':>8}"
+        lines = [head + "  vs / note" if len(head) + 11 <= width else head, "-" * min(width, len(head) + 11)]
         last = None
         for r in self.rows:
             if last is not None and r.case != last:
@@ -63,9 +70,14 @@ class Table:
             if r.ref and r.seconds is not None:
                 base = self.lookup(r.case, r.ref)
                 ratio = f"{r.seconds / base:7.2f}x" if base else "n/a"
-            vs = f"{r.ref}" if r.ref else ""
-            note = "; ".join(x for x in (vs, r.note) if x)
-            lines.append(f"{r.case:<34} {r.impl:<40} {_fmt(r.seconds):>11} {ratio:>8}  {note}")
+            note = "; ".join(x for x in (r.ref, r.note) if x)
+            row = f"{r.case:<{cw}} {r.impl:<{iw}} {_fmt(r.seconds):>11} {ratio:>8}"
+            if not note or len(row) + 2 + len(note) <= width:
+                lines.append(f"{row}  {note}".rstrip())
+                continue
+            lines.append(row)
+            indent = " " * min(cw + 3, width // 3)
+            lines += textwrap.wrap(f"vs / note: {note}", width, initial_indent=indent, subsequent_indent=indent)
         return "\n".join(lines)
 
 

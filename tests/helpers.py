@@ -110,3 +110,23 @@ def spawn_gloo(worker, args: tuple, nprocs: int) -> None:
         if exc.signal_name != "SIGABRT":
             raise
         mp.spawn(worker, args=args, nprocs=nprocs, join=True)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the gloo tests' rendezvous; loopback only)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gloo_leave() -> None:
+    """Leave the process group together: gloo's destroy can abort ("terminate called without an
+    active exception") when one rank tears its connections down while the other still uses them."""
+    import torch.distributed as dist
+
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

@@ -208,3 +208,11 @@ def test_experiment_command_calls_the_experiment_runner(monkeypatch: pytest.Monk
     assert main(["experiment", "minilm", "--quick", "--out-dir", str(tmp_path)]) == 0
     assert main(["experiment", "digits", "--jobs", "2", "--threads", "1"]) == 0
     assert calls == [("minilm", True, str(tmp_path), None, None), ("digits", False, "results", 2, 1)]
+
+
+def test_bench_passes_its_flags_to_the_benchmark_runner(monkeypatch):
+    bench = pytest.importorskip("benchmarks.__main__")
+    seen = []
+    monkeypatch.setattr(bench, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["bench", "--quick", "--only", "planning"]) == 0
+    assert seen == [["--quick", "--only", "planning"]]

@@ -129,3 +129,15 @@ def test_budget_marks_the_measured_settings(capsys, monkeypatch):
     out = render(capsys, monkeypatch, 100, ["budget", "--budget", "4e4", "--orders", "2", "--splits", "1",
                                             "--ratios", "none", "--group-counts", "1,12"])
     assert "2-D G=L" in out and "2-D G=1" in out and "LoRA" in out
+
+
+def test_bench_table_fits_100_columns():
+    """``superlora-tn bench`` prints benchmarks.common.Table: long notes wrap under their row."""
+    common = pytest.importorskip("benchmarks.common")
+    t = common.Table()
+    t.add("LoKr r=8 apply, 4096 tokens", "fwd ours factored (base + apply_delta)", 1.49, ref="base matmul x @ W.T")
+    t.add("LoKr r=8 apply, 4096 tokens", "base matmul x @ W.T", 1.40, note="the reference " + "word " * 30)
+    t.add("fastfood 2^24 float32", "radix-2 butterfly, obvious (numpy)", 0.57, ref="ours fwht (numpy)")
+    lines = t.render().splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert any("the reference" in line for line in lines) and any("1.06x" in line for line in lines)

@@ -7,14 +7,13 @@ the sharded run loads into a plain model, and merging it there gives the adapted
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 import pytest
 
 torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
-from helpers import spawn_gloo  # noqa: E402
+from helpers import free_port, gloo_leave, spawn_gloo  # noqa: E402
 from torch import nn  # noqa: E402
 
 from superlora_tn import Fastfood, SpecError  # noqa: E402
@@ -85,27 +84,12 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         if rank == 0:
             torch.save(gathered, os.path.join(out_dir, "losses.pt"))
     finally:
-        _shutdown()
-
-
-def _shutdown() -> None:
-    """Leave together: gloo's destroy can abort ("terminate called without an active exception")
-    when one rank tears its connections down while the other still uses them."""
-    try:
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        gloo_leave()
 
 
 def test_fsdp2_two_processes_match_one_process_and_the_saved_adapter_merges(tmp_path):
     start = time.perf_counter()
-    spawn_gloo(_worker, (_free_port(), str(tmp_path)), WORLD)
+    spawn_gloo(_worker, (free_port(), str(tmp_path)), WORLD)
     print(f"FSDP2 2-process gloo run: {time.perf_counter() - start:.2f} s wall")
     losses = torch.load(tmp_path / "losses.pt")
     torch.set_num_threads(1)
