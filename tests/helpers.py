@@ -1,8 +1,9 @@
-"""Backend-neutral testing helpers and an independent reference implementation of DESIGN.md §2.
+"""Backend-neutral testing helpers and an independent reference implementation of docs/design.md §2.
 
 The reference shares no code with the contraction path: Tucker by explicit mode products
 (tensordot), CP by a sum of outer products, Kronecker by ``numpy.kron``, the projection as a dense
-matrix built from its definition, the shuffle and scatter by index assignment.
+matrix built from its definition, the shuffle's permutation drawn from its seed (not borrowed from
+the plan) and scattered by index assignment.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def dense_projection(group: Any, seed: int) -> np.ndarray:
 
 
 def reference_contract(spec: Any, params: dict[str, Any]) -> dict[str, np.ndarray]:
-    """dW per target by the definitions of DESIGN.md section 2, in float64 NumPy."""
+    """dW per target by the definitions of docs/design.md section 2, in float64 NumPy."""
     params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
     ys = []
     for g in spec.groups:
