@@ -85,8 +85,8 @@ def reference_contract(spec: Any, params: dict[str, Any]) -> dict[str, np.ndarra
         ys.append(u if g.projection is None else dense_projection(g, spec.config["seed"]) @ u)
     z = np.concatenate(ys)
     flat = {t.name: np.full(t.size, np.nan) for t in spec.targets}
-    if spec.config["shuffle"] is not None:  # dW_all, targets in spec order, is z[perm]
-        dw_all = z[spec.plan().permutation()]
+    if spec.config["shuffle"] is not None:  # dW_all, targets in spec order, is z[perm], perm drawn from its seed here
+        dw_all = z[np.random.default_rng([spec.config["shuffle"], 0x5AF]).permutation(z.size)]
         for t in spec.targets:
             flat[t.name][:] = dw_all[t.offset : t.offset + t.size]
     else:  # each group's entries go to its segments, in the order the group lists them
