@@ -28,7 +28,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "superlora_tn"
 # construction (they are part of the value), so spec.py imports network.py, never the reverse.
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("errors", "validate", "targets", "layout", "folds", "factorize", "structures", "limits",
-             "hadamard", "kernels", "buffers", "console", "presets"),
+             "hadamard", "kernels", "fastfood_cpu", "buffers", "console", "presets"),
     "network": ("network",),
     "value": ("projection", "spec", "serialize"),
     "plan": ("plan", "lowering", "rotation"),
