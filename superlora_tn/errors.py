@@ -1,4 +1,4 @@
-"""The one exception the library raises for bad input."""
+"""The one exception the library raises for bad input (docs/design.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Seeded initial parameters, drawn in NumPy and converted (bit-identical on every backend).
+"""Seeded initial parameters, drawn in NumPy and converted (bit-identical on every backend;
+docs/design.md §2, "Initialisation").
 
 Draws per group g from ``default_rng([seed, g])`` in a fixed order, so a group's values do not
 depend on the other groups. Factor matrices A_m (n, r) ~ N(0, 1/n), cores ~ N(0, 1), dense

@@ -2,7 +2,7 @@
 
 A group is a list of segments (target, start, stop) over the row-major flattened targets. z is
 the groups' outputs concatenated in group order. Without shuffling each group's entries go to its
-own segments; with shuffling dW_all (targets in spec order) = z[perm] (docs/semantics.md).
+own segments; with shuffling dW_all (targets in spec order) = z[perm] (docs/design.md §2).
 
 >>> from superlora_tn.targets import normalize_targets
 >>> t = normalize_targets({"a": (2, 3), "b": (2, 2)})

@@ -1,4 +1,4 @@
-"""The tensor-network IR: one ``GroupNetwork`` per group, knowing shapes only.
+"""The tensor-network IR: one ``GroupNetwork`` per group, knowing shapes only (docs/design.md §4).
 
 A group's K Kronecker factors are contracted in ONE einsum whose output indices are ordered
 mode-major (for each mode m, the factors' indices i_1m..i_Km): reshaped in C order to

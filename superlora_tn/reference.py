@@ -1,4 +1,5 @@
-"""Independent textbook formulas for every named variant (the oracle of the reduction proofs).
+"""Independent textbook formulas for every named variant (the oracle of the reduction proofs,
+docs/design.md §3).
 
 Nothing here imports the contraction path (spec, network, plan, execute, backends): only
 NumPy and the operators NumPy, PyTorch and JAX arrays share (``@``, ``*``, ``+``, indexing with

@@ -1,5 +1,7 @@
 """``SuperLoRA``: the symbolic, immutable description of an adapter (no arrays, shapes only).
 
+What a spec means is the contract in docs/design.md §2; its place in the layers is §4.
+
 >>> import superlora_tn as slt
 >>> spec = slt.SuperLoRA({"q": (64, 64), "v": (64, 64)}, rank=4)     # LoRA r=4 on q and v
 >>> spec.num_params

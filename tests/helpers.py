@@ -1,8 +1,9 @@
-"""Backend-neutral testing helpers and an independent reference implementation of DESIGN.md §2.
+"""Backend-neutral testing helpers and an independent reference implementation of docs/design.md §2.
 
 The reference shares no code with the contraction path: Tucker by explicit mode products
 (tensordot), CP by a sum of outer products, Kronecker by ``numpy.kron``, the projection as a dense
-matrix built from its definition, the shuffle and scatter by index assignment.
+matrix built from its definition, the shuffle's permutation drawn from its seed (not borrowed from
+the plan) and scattered by index assignment.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def dense_projection(group: Any, seed: int) -> np.ndarray:
 
 
 def reference_contract(spec: Any, params: dict[str, Any]) -> dict[str, np.ndarray]:
-    """dW per target by the definitions of DESIGN.md section 2, in float64 NumPy."""
+    """dW per target by the definitions of docs/design.md section 2, in float64 NumPy."""
     params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
     ys = []
     for g in spec.groups:
@@ -84,8 +85,8 @@ def reference_contract(spec: Any, params: dict[str, Any]) -> dict[str, np.ndarra
         ys.append(u if g.projection is None else dense_projection(g, spec.config["seed"]) @ u)
     z = np.concatenate(ys)
     flat = {t.name: np.full(t.size, np.nan) for t in spec.targets}
-    if spec.config["shuffle"] is not None:  # dW_all, targets in spec order, is z[perm]
-        dw_all = z[spec.plan().permutation()]
+    if spec.config["shuffle"] is not None:  # dW_all, targets in spec order, is z[perm], perm drawn from its seed here
+        dw_all = z[np.random.default_rng([spec.config["shuffle"], 0x5AF]).permutation(z.size)]
         for t in spec.targets:
             flat[t.name][:] = dw_all[t.offset : t.offset + t.size]
     else:  # each group's entries go to its segments, in the order the group lists them

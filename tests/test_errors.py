@@ -1,4 +1,4 @@
-"""Every bad input of DESIGN.md §5 gets a SpecError naming the field, the value and what is valid."""
+"""Every bad input of docs/design.md §5 gets a SpecError naming the field, the value and what is valid."""
 
 from __future__ import annotations
 

@@ -22,3 +22,4 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "index.html").is_file()
     assert (tmp_path / "site" / "semantics" / "index.html").is_file()
+    assert (tmp_path / "site" / "design" / "index.html").is_file()

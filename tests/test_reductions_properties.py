@@ -1,14 +1,17 @@
-"""DESIGN.md section 3, every row: the contracted network equals an independent textbook formula.
+"""docs/design.md section 3, every row: the contracted network equals an independent textbook formula.
 
 float64, random non-zero parameters, random shapes (1, primes, odd, non-square) and ranks, on
 numpy, torch and jax. The formulas live in ``superlora_tn.reference`` (no contraction code) and are
 themselves checked against numpy.kron and tensorly in tests/test_variants.py.
+numpy and torch draw 25 hypothesis examples per test, jax 2 (it compiles every op per shape); every
+example drawn is checked, none returns early.
 """
 
 from __future__ import annotations
 
-import collections
 import importlib.util
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +27,8 @@ if importlib.util.find_spec("jax") is not None:
     jax.config.update("jax_enable_x64", True)
 
 BACKENDS = [b for b in ("numpy", "torch", "jax") if importlib.util.find_spec(b) is not None]
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = 25
+JAX_EXAMPLES = 2  # jax compiles every op per shape (~1 s an example): its tests draw 2 examples, each one checked
 TOL = 1e-10
 
 dims = st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 16, 17])
@@ -48,15 +52,50 @@ def params_for(spec, backend, seed):
     return params
 
 
-_JAX_RUNS: collections.Counter = collections.Counter()
-JAX_EXAMPLES = 2  # jax compiles every op per shape (~1 s an example): it checks the first few examples of each test
+def _run(body: Callable[..., None], strategies: dict[str, Any], max_examples: int, backend: str, *args: Any) -> None:
+    """Run ``body(backend, *args, **drawn)`` for hypothesis examples: ``max_examples`` on numpy and
+    torch, ``JAX_EXAMPLES`` on jax. Every example drawn is checked; none returns early."""
+    def run(**drawn: Any) -> None:
+        body(backend, *args, **drawn)
+
+    examples = JAX_EXAMPLES if backend == "jax" else max_examples
+    settings(max_examples=examples, deadline=None, database=None,
+             suppress_health_check=[HealthCheck.too_slow])(given(**strategies)(run))()
 
 
-def skip_on_budget(backend: str, test: str) -> bool:
-    if backend != "jax":
-        return False
-    _JAX_RUNS[test] += 1
-    return _JAX_RUNS[test] > JAX_EXAMPLES
+def _named(test: Callable[..., None], body: Callable[..., None]) -> Callable[..., None]:
+    test.__name__ = test.__qualname__ = body.__name__
+    test.__doc__ = body.__doc__
+    return test
+
+
+def per_backend(max_examples: int = EXAMPLES, **strategies: st.SearchStrategy) -> Callable:
+    """``@given(**strategies)`` as one pytest test per backend (the example counts of ``_run``).
+
+    >>> @per_backend(n=st.integers(0, 3))
+    ... def test_n(backend, n): assert n >= 0
+    """
+    def decorate(body: Callable[..., None]) -> Callable[..., None]:
+        @pytest.mark.parametrize("backend", BACKENDS)
+        def test(backend: str) -> None:
+            _run(body, strategies, max_examples, backend)
+
+        return _named(test, body)
+
+    return decorate
+
+
+def per_backend_and_row(rows: list[str], max_examples: int = EXAMPLES, **strategies: st.SearchStrategy) -> Callable:
+    """``per_backend`` with one more pytest parameter, ``row`` (a table's row name), passed after ``backend``."""
+    def decorate(body: Callable[..., None]) -> Callable[..., None]:
+        @pytest.mark.parametrize("row", rows)
+        @pytest.mark.parametrize("backend", BACKENDS)
+        def test(backend: str, row: str) -> None:
+            _run(body, strategies, max_examples, backend, row)
+
+        return _named(test, body)
+
+    return decorate
 
 
 def assert_reduces(spec, name, backend, seed):
@@ -68,12 +107,8 @@ def assert_reduces(spec, name, backend, seed):
     return params
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@SETTINGS
-@given(targets=matrices(), r=ranks, seed=seeds, alpha=st.sampled_from([None, 1.0, 16.0]))
+@per_backend(targets=matrices(), r=ranks, seed=seeds, alpha=st.sampled_from([None, 1.0, 16.0]))
 def test_lora(backend, targets, r, seed, alpha):
-    if skip_on_budget(backend, "test_lora"):
-        return
     for spec in (variants.lora(targets, r, alpha=alpha), slt.SuperLoRA(targets, rank=r, alpha=alpha)):
         assert spec.identify() == "lora"
         params = assert_reduces(spec, "lora", backend, seed)
@@ -85,12 +120,8 @@ def test_lora(backend, targets, r, seed, alpha):
             np.testing.assert_allclose(to_np(reference.lora_delta(*native)), to_np(got[t]), rtol=0, atol=TOL)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@SETTINGS
-@given(targets=matrices(), seed=seeds, how=st.sampled_from(["dense", "order1", "grouped"]), G=st.integers(1, 3))
+@per_backend(targets=matrices(), seed=seeds, how=st.sampled_from(["dense", "order1", "grouped"]), G=st.integers(1, 3))
 def test_dense(backend, targets, seed, how, G):
-    if skip_on_budget(backend, "test_dense"):
-        return
     if how == "dense":
         spec = variants.dense(targets)
     elif how == "order1":
@@ -102,12 +133,8 @@ def test_dense(backend, targets, seed, how, G):
     assert_reduces(spec, "dense", backend, seed)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@SETTINGS
-@given(targets=matrices(), r=ranks, seed=seeds, factor=st.sampled_from([-1, 2, 3, 4, 5]), both=st.booleans())
+@per_backend(targets=matrices(), r=ranks, seed=seeds, factor=st.sampled_from([-1, 2, 3, 4, 5]), both=st.booleans())
 def test_lokr(backend, targets, r, seed, factor, both):
-    if skip_on_budget(backend, "test_lokr"):
-        return
     spec = variants.lokr(targets, r, factor=factor, decompose_both=both)
     assert spec.identify() == "lokr"
     params = assert_reduces(spec, "lokr", backend, seed)
@@ -118,13 +145,9 @@ def test_lokr(backend, targets, r, seed, factor, both):
     assert_reduces(spec, "lonkr", backend, seed)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@SETTINGS
-@given(targets=matrices(), r=ranks, seed=seeds, K=st.integers(2, 4), grouped=st.integers(0, 3),
+@per_backend(targets=matrices(), r=ranks, seed=seeds, K=st.integers(2, 4), grouped=st.integers(0, 3),
        structure=st.sampled_from(["lora", "dense", "cp"]))
 def test_lonkr(backend, targets, r, seed, K, grouped, structure):
-    if skip_on_budget(backend, "test_lonkr"):
-        return
     if grouped:
         G = min(grouped, sum(a * b for a, b in targets.values()))
         spec = slt.SuperLoRA(targets, groups=G, fold="balanced", splits=K, rank=r, structure=structure)
@@ -137,12 +160,8 @@ def test_lonkr(backend, targets, r, seed, K, grouped, structure):
         assert_reduces(variants.lonkr(targets, r, splits=K), "lonkr", backend, seed)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@SETTINGS
-@given(o=dims, i=dims, L=st.integers(1, 4), extra=st.integers(0, 2), r=ranks, seed=seeds)
+@per_backend(o=dims, i=dims, L=st.integers(1, 4), extra=st.integers(0, 2), r=ranks, seed=seeds)
 def test_lotr(backend, o, i, L, extra, r, seed):
-    if skip_on_budget(backend, "test_lotr"):
-        return
     targets = {f"q{l}": (o, i) for l in range(L)} | {f"v{l}": (i, o) for l in range(extra)}
     spec = variants.lotr(targets, r)
     assert spec.identify() == "lotr"
@@ -160,30 +179,8 @@ def test_lotr(backend, o, i, L, extra, r, seed):
     assert_reduces(hand, "lotr", backend, seed)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@SETTINGS
-@given(targets=matrices(), r=ranks, M=st.integers(3, 4), G=st.integers(1, 3), seed=seeds)
-def test_lorta(backend, targets, r, M, G, seed):
-    if skip_on_budget(backend, "test_lorta"):
-        return
-    G = min(G, sum(a * b for a, b in targets.values()))
-    spec = variants.lorta(targets, r, order=M, groups=G)
-    # a fold of all-equal sides holding exactly one tiny target can coincide with a stack fold (then LoTR too)
-    assert spec.identify() == "lorta" or (spec.identify() == "lotr" and "lorta" in reductions.reduces_to(spec))
-    assert_reduces(spec, "lorta", backend, seed)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@SETTINGS
-@given(targets=matrices(), r=ranks, M=st.integers(3, 4), G=st.integers(1, 3), seed=seeds)
-def test_cp(backend, targets, r, M, G, seed):
-    if skip_on_budget(backend, "test_cp"):
-        return
-    G = min(G, sum(a * b for a, b in targets.values()))
-    spec = variants.cp(targets, r, order=M, groups=G)
-    assert spec.identify() == "cp"
-    assert_reduces(spec, "cp", backend, seed)
-    # core = super-diagonal identity: the same fold from a Tucker network with that core
+def _cp_core_is_the_identity(spec, targets, r, M, G, seed) -> None:
+    """core = super-diagonal identity: the same fold from a Tucker network with that core."""
     tucker = slt.SuperLoRA(targets, groups=G, fold="balanced", order=M, rank=r, structure="tucker")
     params = spec.init("numpy", zero_init=False, seed=seed)
     tp = dict(params)
@@ -196,13 +193,30 @@ def test_cp(backend, targets, r, M, G, seed):
         np.testing.assert_allclose(got[t], want[t], rtol=0, atol=TOL)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=15, deadline=None)
-@given(targets=matrices(), r=ranks, seed=seeds, name=st.sampled_from(["lora", "lokr", "lonkr", "lotr", "lorta", "cp", "dense"]))
+# Variants on a balanced order-M fold of G groups: name -> (what identify() may answer, one more identity).
+# A fold of all-equal sides holding exactly one tiny target can coincide with a stack fold (then LoTR too).
+BALANCED = {
+    "lorta": ({"lorta", "lotr"}, None),
+    "cp": ({"cp"}, _cp_core_is_the_identity),
+}
+
+
+@per_backend_and_row(sorted(BALANCED), targets=matrices(), r=ranks, M=st.integers(3, 4), G=st.integers(1, 3), seed=seeds)
+def test_balanced_variant(backend, row, targets, r, M, G, seed):
+    """LoRTA and CP, one table: the variant's spec reduces to its textbook formula (and its extra identity)."""
+    G = min(G, sum(a * b for a, b in targets.values()))
+    spec = variants.build(row, targets, r, order=M, groups=G)
+    names, extra = BALANCED[row]
+    assert spec.identify() in names
+    assert_reduces(spec, row, backend, seed)
+    if extra is not None:
+        extra(spec, targets, r, M, G, seed)
+
+
+@per_backend(max_examples=15, targets=matrices(), r=ranks, seed=seeds,
+             name=st.sampled_from(["lora", "lokr", "lonkr", "lotr", "lorta", "cp", "dense"]))
 def test_native_round_trip(backend, targets, r, seed, name):
     """from_native(to_native(params)) gives back the very same arrays (the maps are inverse)."""
-    if skip_on_budget(backend, "test_native_round_trip"):
-        return
     if name == "lotr":
         spec = variants.lotr({f"l{i}": next(iter(targets.values())) for i in range(3)}, r)
     elif name == "dense":

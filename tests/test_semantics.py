@@ -1,4 +1,4 @@
-"""spec.contract equals the independent reference of DESIGN.md §2, on every backend."""
+"""spec.contract equals the independent reference of docs/design.md §2, on every backend."""
 
 from __future__ import annotations
 

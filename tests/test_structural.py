@@ -1,4 +1,4 @@
-"""Structural facts of DESIGN.md section 3, checked on dW alone (ranks, shared spaces), never on parameters."""
+"""Structural facts of docs/design.md section 3, checked on dW alone (ranks, shared spaces), never on parameters."""
 
 from __future__ import annotations
 
