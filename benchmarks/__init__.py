@@ -1,6 +1,1 @@
-"""Benchmark suite: superlora_tn against PEFT, tensorly, opt_einsum and naive einsum.
-
-Run ``python -m benchmarks`` (or ``superlora-tn bench``); ``--quick`` for a short run. Every case
-is timed side by side in one process and printed as medians and ratios (see
-docs/performance.md for how to read the table).
-"""
+"""``python -m benchmarks`` from a checkout: the suite lives in ``superlora_tn.bench``."""

@@ -388,9 +388,9 @@ def _verify_dtype(backend: str) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     try:
-        from benchmarks.__main__ import main as bench_main
+        from .bench.__main__ import main as bench_main
     except ImportError as exc:
-        raise MissingPart(f"bench needs the benchmarks/ package (run from the repository root; {exc})") from None
+        raise MissingPart(f"bench needs superlora_tn.bench and its peers ({exc})") from None
     return int(bench_main(list(args.bench_args)) or 0)
 
 
@@ -450,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random non-zero parameters")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks); extra arguments such as "
+    p = sub.add_parser("bench", help="run the benchmark suite (superlora_tn.bench); extra arguments such as "
                        "--threads N are passed on")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for benchmarks")
     p.set_defaults(func=cmd_bench)

@@ -132,7 +132,7 @@ def test_optional_parts_exit_3_or_run(capsys):
     assert code in ((0, 1) if have_reductions else (3,))
     if importlib.util.find_spec("superlora_tn.experiments") is None:
         assert main(["experiment", "digits", "--quick"]) == 3
-    if importlib.util.find_spec("benchmarks") is None:
+    if importlib.util.find_spec("superlora_tn.bench") is None:
         assert main(["bench"]) == 3
 
 
@@ -211,7 +211,7 @@ def test_experiment_command_calls_the_experiment_runner(monkeypatch: pytest.Monk
 
 
 def test_bench_passes_its_flags_to_the_benchmark_runner(monkeypatch):
-    bench = pytest.importorskip("benchmarks.__main__")
+    bench = pytest.importorskip("superlora_tn.bench.__main__")
     seen = []
     monkeypatch.setattr(bench, "main", lambda argv: seen.append(argv) or 0)
     assert main(["bench", "--quick", "--only", "planning"]) == 0

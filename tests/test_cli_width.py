@@ -132,8 +132,8 @@ def test_budget_marks_the_measured_settings(capsys, monkeypatch):
 
 
 def test_bench_table_fits_100_columns():
-    """``superlora-tn bench`` prints benchmarks.common.Table: long notes wrap under their row."""
-    common = pytest.importorskip("benchmarks.common")
+    """``superlora-tn bench`` prints superlora_tn.bench.common.Table: long notes wrap under their row."""
+    common = pytest.importorskip("superlora_tn.bench.common")
     t = common.Table()
     t.add("LoKr r=8 apply, 4096 tokens", "fwd ours factored (base + apply_delta)", 1.49, ref="base matmul x @ W.T")
     t.add("LoKr r=8 apply, 4096 tokens", "base matmul x @ W.T", 1.40, note="the reference " + "word " * 30)

@@ -37,7 +37,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "execution": ("init", "runner", "execute", "factored", "slices"),
     "facade": ("reference", "identify", "native", "conversions", "reductions", "variants", "summary", "draw",
                "draw_groups", "budget", "demo", "plumbing", "__init__"),
-    "integrations": ("torch", "jax", "interop", "cli", "__main__", "experiments"),
+    "integrations": ("torch", "jax", "interop", "cli", "__main__", "experiments", "bench"),
 }
 ORDER = list(LAYERS)
 

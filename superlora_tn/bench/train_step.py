@@ -1,6 +1,6 @@
 """Training steps at model scale: PEFT LoRA against ``inject`` with SuperLoRA's own settings.
 
-``python -m benchmarks.train_step [--layers 6 12] [--steps 5] [--configs ...]`` runs every
+``python -m superlora_tn.bench.train_step [--layers 6 12] [--steps 5] [--configs ...]`` runs every
 config in its OWN process (so peak memory is per config), on a GPT-2-medium-width model
 (``GPT2Config(n_embd=1024, n_head=16)``, random weights, batch 1 x 64 tokens, 1 thread), with
 every ``c_attn``, ``c_proj`` and ``c_fc`` as targets and AdamW over the trainable parameters.
@@ -122,7 +122,7 @@ def run_all(configs: list[str], layers: list[int], steps: int) -> list[dict[str,
     rows = []
     for n in layers:
         for c in configs:
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--one", c, "--layers", str(n),
+            proc = subprocess.run([sys.executable, "-m", "superlora_tn.bench.train_step", "--one", c, "--layers", str(n),
                                    "--steps", str(steps)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1",
                                    "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
             if proc.returncode != 0:
@@ -149,7 +149,7 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m superlora_tn.bench.train_step", description=__doc__)
     parser.add_argument("--layers", type=int, nargs="+", default=[6, 12])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))

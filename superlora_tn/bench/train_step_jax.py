@@ -1,4 +1,4 @@
-"""The JAX ``apply`` training step for the same settings as ``train_step``.
+"""``python -m superlora_tn.bench.train_step_jax [LAYERS ...]``: the JAX ``apply`` training step for the same settings as ``train_step``.
 
 ``layers`` stacked 1024 x 1024 weights, 64 rows, a tanh MLP and a squared loss; one jitted
 step = ``apply`` (W + dW for every target) + forward + ``grad`` over the adapter + SGD. LoRA is
