@@ -162,6 +162,9 @@ class Fastfood(Projection):
             y = fastfood_cpu.forward(u, consts)  # compiled, in place (None without numba)
             if y is not None:
                 return y
+        host = _on_host(self.forward, u, (u.shape[0], consts["n"]), consts, backend)
+        if host is not None:
+            return host
         B, n_gen = u.shape
         L, nb, n = consts["L"], consts["nb"], consts["n"]
         if n_gen < L:
@@ -187,6 +190,9 @@ class Fastfood(Projection):
             x = fastfood_cpu.transpose(g, consts)
             if x is not None:
                 return x
+        host = _on_host(self.transpose, g, (g.shape[0], consts["generated"]), consts, backend)
+        if host is not None:
+            return host
         B = g.shape[0]
         L, nb, n = consts["L"], consts["nb"], consts["n"]
         if n < nb * L:
@@ -214,6 +220,26 @@ class Fastfood(Projection):
         x = backend.take(x.reshape(-1), local).reshape(j1 - j0, L) * consts["gauss"][index, j0:j1]
         x = backend.fwht(x, consts["blocks"]).reshape(-1)
         return x[start - j0 * L : stop - j0 * L]
+
+
+def _on_host(stage: Any, x: Any, shape: tuple[int, ...], consts: dict, backend: Any) -> Any:
+    """``stage`` run by NumPy on the host through the backend's callback (JAX on CPU: the compiled
+    gathers and BLAS transforms instead of XLA's), or None where the backend has none."""
+    call = getattr(backend, "host_call", None)
+    if call is None:
+        return None
+    from .backends import get_backend
+
+    numpy = get_backend("numpy")
+    cache: dict[str, Any] = {}
+
+    def run(v: Any) -> Any:
+        if not cache:
+            cache.update({k: (np.asarray(c) if backend.is_array(c) else [np.asarray(b) for b in c] if isinstance(c, list) else c)
+                          for k, c in consts.items()})
+        return np.ascontiguousarray(stage(np.asarray(v), cache, numpy), dtype=v.dtype)
+
+    return call(run, x, shape)
 
 
 def _numpy_views(x: Any, consts: dict, backend: Any) -> tuple[Any, dict] | None:

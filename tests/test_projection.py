@@ -94,3 +94,23 @@ def test_projection_seed_overrides_the_spec_seed() -> None:
     a = slt.SuperLoRA(t, groups=1, fold="balanced", rank=2, projection=slt.Fastfood(0.5, seed=3), seed=0)
     b = slt.SuperLoRA(t, groups=1, fold="balanced", rank=2, projection=slt.Fastfood(0.5, seed=3), seed=1)
     np.testing.assert_array_equal(dense_projection(a.groups[0], 0), dense_projection(b.groups[0], 1))
+
+
+@pytest.mark.parametrize("projection", [slt.Fastfood(0.3), slt.Gaussian(0.4)])
+def test_jax_gradient_of_a_projection_is_its_transpose(projection):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    spec = slt.SuperLoRA({"a": (40, 30), "b": (20, 50)}, groups=2, fold="balanced", order=2, rank=2, projection=projection)
+    batch = spec.plan().batches[0]
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((len(batch.groups), batch.template.generated)).astype(np.float32)
+    g = rng.standard_normal((len(batch.groups), batch.template.size)).astype(np.float32)
+    be, nb = get_backend("jax"), get_backend("numpy")
+    consts = spec.plan().constants(be, jnp.zeros(1, dtype=jnp.float32))["projections"][0]
+    f = jax.jit(lambda v: (projection.apply(v, consts, be) * jnp.asarray(g)).sum())
+    grad = np.asarray(jax.grad(f)(jnp.asarray(u)))
+    host = spec.plan().constants(nb, np.zeros(1, dtype=np.float32))["projections"][0]
+    np.testing.assert_allclose(grad, projection.transpose(g, host, nb), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(jax.jit(lambda v: projection.apply(v, consts, be))(jnp.asarray(u))),
+                               projection.forward(u, host, nb), rtol=1e-4, atol=1e-4)

@@ -83,6 +83,13 @@ class JaxBackend(Backend):
 
         return self.jax.pure_callback(run, self.jax.ShapeDtypeStruct(x.shape, x.dtype), x, vmap_method="sequential")
 
+    def host_call(self, fn: Any, x: Any, shape: tuple[int, ...]) -> Any:
+        """``fn(numpy array) -> numpy array`` of ``shape`` run on the host through
+        ``jax.pure_callback`` when JAX runs on CPU (no copy to a device), else None."""
+        if self.jax.default_backend() != "cpu" or x.dtype not in (np.float32, np.float64):
+            return None
+        return self.jax.pure_callback(fn, self.jax.ShapeDtypeStruct(shape, x.dtype), x, vmap_method="sequential")
+
     def linear_map(self, forward: Any, transpose: Any, x: Any) -> Any:
         """A custom VJP: the gradient is ``transpose`` (a gather stays a gather, never a scatter-add)."""
         jax = self.jax
