@@ -99,18 +99,19 @@ def reference_contract(spec: Any, params: dict[str, Any]) -> dict[str, np.ndarra
 
 
 def spawn_gloo(worker, args: tuple, nprocs: int) -> None:
-    """``torch.multiprocessing.spawn`` for the gloo tests, run again once if a process died of
-    SIGABRT: torch 2.13's gloo sometimes aborts ("terminate called without an active exception")
-    in a few percent of runs of an unchanged test. A second abort, or any other failure, is raised;
-    the tests' assertions only ever see the results of a run that completed."""
+    """``torch.multiprocessing.spawn`` for the gloo tests, run again (at most twice) if a process
+    died of SIGABRT: torch 2.13's gloo sometimes aborts ("terminate called without an active
+    exception") in a few percent of runs of an unchanged test. A third abort, or any other failure,
+    is raised; the tests' assertions only ever see the results of a run that completed."""
     import torch.multiprocessing as mp
 
-    try:
-        mp.spawn(worker, args=args, nprocs=nprocs, join=True)
-    except mp.ProcessExitedException as exc:
-        if exc.signal_name != "SIGABRT":
-            raise
-        mp.spawn(worker, args=args, nprocs=nprocs, join=True)
+    for attempt in range(3):
+        try:
+            mp.spawn(worker, args=args, nprocs=nprocs, join=True)
+            return
+        except mp.ProcessExitedException as exc:
+            if exc.signal_name != "SIGABRT" or attempt == 2:
+                raise
 
 
 def free_port() -> int:
