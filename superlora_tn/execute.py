@@ -109,16 +109,11 @@ def _piece_layout(plan: Any) -> tuple[dict[int, list[int]], dict[str, list[tuple
                 by_source.setdefault(src, []).append((a, b, name, k))
         sizes: dict[int, list[int]] = {}
         where: dict[str, list[tuple[int, int]]] = {name: [(0, 0)] * len(p) for name, p in plan.pieces.items()}
-        for src, items in by_source.items():
+        for src, items in by_source.items():  # a source's pieces tile it from 0: its segments, or z[perm]
             items.sort()
-            cuts, pos = [], 0
-            for a, b, name, k in items:
-                if a > pos:  # a gap (never for a partition; kept general)
-                    cuts.append(a - pos)
-                where[name][k] = (src, len(cuts))
-                cuts.append(b - a)
-                pos = b
-            sizes[src] = cuts
+            sizes[src] = [b - a for a, b, _, _ in items]
+            for i, (_, _, name, k) in enumerate(items):
+                where[name][k] = (src, i)
         layout = plan._piece_layout = (sizes, where)
     return layout
 

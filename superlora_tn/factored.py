@@ -29,6 +29,7 @@ from .backends import backend_for, get_backend
 from .errors import SpecError
 from .network import GroupNetwork, path_cost
 from .plan import expression
+from .slices import leading_rows
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
@@ -105,17 +106,7 @@ def _equation(al: Alignment) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
 
 def _operands(al: Alignment, params: Mapping[str, Any]) -> list[Any]:
     """The group's parameters, those carrying the leading index cut to the target's rows."""
-    g = al.group
-    lead = g.output[0]
-    ops = []
-    for t in g.tensors:
-        p = params[t.name]
-        if lead in t.subscripts and (al.r0, al.r1) != (0, g.einsum_shape[0]):
-            index = [slice(None)] * len(t.shape)
-            index[t.subscripts.index(lead)] = slice(al.r0, al.r1)
-            p = p[tuple(index)]
-        ops.append(p)
-    return ops
+    return leading_rows(al.group, [params[t.name] for t in al.group.tensors], al.r0, al.r1)
 
 
 def _shapes(al: Alignment) -> tuple[tuple[int, ...], ...]:

@@ -3,7 +3,8 @@
 The portable path (``projection.Fastfood.forward``) allocates a fresh array per stage and
 gathers with NumPy's fancy indexing, which converts the int32 permutation to int64 on every
 call. Here the sign product writes one zero-padded buffer, the Gaussian and sign scalings are
-in place, and the permutation is one compiled gather or scatter of the int32 indices (numba).
+in place, and the permutation is one compiled gather or scatter of the int32 indices (numba;
+with numba installed the constants hold no two-pass arrays: ``projection.two_pass_gather``).
 The transforms are the same block GEMMs on NumPy's BLAS. Exactly the same arithmetic as the
 portable path.
 
@@ -38,7 +39,7 @@ def forward(u: np.ndarray, c: dict) -> np.ndarray | None:
     np.multiply(u[:, None, :], c["signs"][:, :, :n_gen], out=x[:, :, :n_gen])
     flat = fwht(x, c["blocks"], rotate=True).reshape(-1)
     del x
-    y = kernels.gather(flat, c["perm"]) if "scatter" not in c else kernels.gather(kernels.scatter(flat, c["scatter"]), c["gather"])
+    y = kernels.gather(flat, c["perm"])  # with numba, the constants hold no two-pass arrays
     del flat
     y = y.reshape(B, nb, L)
     y *= c["gauss"]
@@ -55,12 +56,8 @@ def transpose(g: np.ndarray, c: dict) -> np.ndarray | None:
     x[:, :n] = g
     x = fwht(x.reshape(B, nb, L), c["blocks"], rotate=True)
     x *= c["gauss"]
-    flat = x.reshape(-1)
-    if "scatter" in c:  # the two passes reversed: scatter, then gather
-        y = kernels.gather(kernels.scatter(flat, c["gather"]), c["scatter"])
-    else:
-        y = kernels.scatter(flat, c["perm"])
-    del x, flat
+    y = kernels.scatter(x.reshape(-1), c["perm"])
+    del x
     y = fwht(y.reshape(B, nb, L), c["blocks"], rotate=True)
     y *= c["signs"]
     out = y.sum(axis=1) if nb > 1 else y.reshape(B, L)

@@ -2,8 +2,7 @@
 
 NumPy converts an int32 index array to int64 on every fancy-indexing call, which costs more
 than the gather itself at Fastfood's sizes, and int64 permutations would double the constants'
-memory. These one-pass loops read the int32
-indices as they are. Without numba, ``gather``/``scatter`` return None and callers keep NumPy.
+memory. These one-pass loops read the int32 indices as they are. Without numba, ``gather``/``scatter`` return None and callers keep NumPy.
 (A compiled butterfly Walsh–Hadamard transform was measured too: 2x slower than the block-GEMM
 transform on NumPy's BLAS, so the transform stays on BLAS.)
 
@@ -16,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from typing import Any
 
@@ -26,8 +26,9 @@ __all__ = ["available", "gather", "scatter"]
 _moves: Any = None
 
 
+@functools.cache
 def available() -> bool:
-    """True when numba is installed (the kernels compile on first use)."""
+    """True when numba is installed (the kernels compile on first use); looked up once."""
     return importlib.util.find_spec("numba") is not None
 
 

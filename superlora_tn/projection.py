@@ -19,6 +19,7 @@ every backend; each group gets its own independent projection.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -153,18 +154,13 @@ class Fastfood(Projection):
         }
 
     def forward(self, u: Any, consts: dict, backend: Any) -> Any:
-        numpy = _numpy_views(u, consts, backend)
-        if numpy is not None:  # CPU memory: the NumPy path (two-pass gather, NumPy's BLAS) on the same bytes
-            from .backends import get_backend
+        # in host memory (NumPy, torch CPU, JAX CPU): the NumPy stage on the same bytes
+        host = _numpy_consts(consts, backend)
+        y = backend.host_call(lambda v: _on_numpy(self._forward, fastfood_cpu.forward, v, host()), u, (u.shape[0], consts["n"]))
+        return y if y is not None else self._forward(u, consts, backend)
 
-            return backend.from_numpy(self.forward(numpy[0], numpy[1], get_backend("numpy")))
-        if backend.name == "numpy":
-            y = fastfood_cpu.forward(u, consts)  # compiled, in place (None without numba)
-            if y is not None:
-                return y
-        host = _on_host(self.forward, u, (u.shape[0], consts["n"]), consts, backend)
-        if host is not None:
-            return host
+    def _forward(self, u: Any, consts: dict, backend: Any) -> Any:
+        """The portable F u: the backend's own operations."""
         B, n_gen = u.shape
         L, nb, n = consts["L"], consts["nb"], consts["n"]
         if n_gen < L:
@@ -181,18 +177,12 @@ class Fastfood(Projection):
         return x.reshape(B, nb * L)[:, :n]
 
     def transpose(self, g: Any, consts: dict, backend: Any) -> Any:
-        numpy = _numpy_views(g, consts, backend)
-        if numpy is not None:
-            from .backends import get_backend
+        host = _numpy_consts(consts, backend)
+        x = backend.host_call(lambda v: _on_numpy(self._transpose, fastfood_cpu.transpose, v, host()), g, (g.shape[0], consts["generated"]))
+        return x if x is not None else self._transpose(g, consts, backend)
 
-            return backend.from_numpy(self.transpose(numpy[0], numpy[1], get_backend("numpy")))
-        if backend.name == "numpy":
-            x = fastfood_cpu.transpose(g, consts)
-            if x is not None:
-                return x
-        host = _on_host(self.transpose, g, (g.shape[0], consts["generated"]), consts, backend)
-        if host is not None:
-            return host
+    def _transpose(self, g: Any, consts: dict, backend: Any) -> Any:
+        """The portable F^T g: the backend's own operations."""
         B = g.shape[0]
         L, nb, n = consts["L"], consts["nb"], consts["n"]
         if n < nb * L:
@@ -222,34 +212,21 @@ class Fastfood(Projection):
         return x[start - j0 * L : stop - j0 * L]
 
 
-def _on_host(stage: Any, x: Any, shape: tuple[int, ...], consts: dict, backend: Any) -> Any:
-    """``stage`` run by NumPy on the host through the backend's callback (JAX on CPU: the compiled
-    gathers and BLAS transforms instead of XLA's), or None where the backend has none."""
-    call = getattr(backend, "host_call", None)
-    if call is None:
-        return None
+def _numpy_consts(consts: dict, backend: Any) -> Any:
+    """The constants as NumPy arrays, converted on first call and then kept: under ``jax.jit`` the
+    host callback built at trace time runs every step with the same conversion."""
+    return functools.cache(lambda: {
+        k: (backend.to_numpy(v) if backend.is_array(v) else [backend.to_numpy(b) for b in v] if isinstance(v, list) else v)
+        for k, v in consts.items()})
+
+
+def _on_numpy(portable: Any, compiled: Any, x: np.ndarray, c: dict) -> np.ndarray:
+    """A Fastfood stage on NumPy arrays: the compiled one (numba kernels, in place) where it
+    applies, else the portable one on the NumPy backend."""
     from .backends import get_backend
 
-    numpy = get_backend("numpy")
-    cache: dict[str, Any] = {}
-
-    def run(v: Any) -> Any:
-        if not cache:
-            cache.update({k: (np.asarray(c) if backend.is_array(c) else [np.asarray(b) for b in c] if isinstance(c, list) else c)
-                          for k, c in consts.items()})
-        return np.ascontiguousarray(stage(np.asarray(v), cache, numpy), dtype=v.dtype)
-
-    return call(run, x, shape)
-
-
-def _numpy_views(x: Any, consts: dict, backend: Any) -> tuple[Any, dict] | None:
-    """x and the constants as NumPy arrays on the same memory (torch CPU without autograd), else None."""
-    as_numpy = getattr(backend, "numpy_view", None)
-    if as_numpy is None or backend.name == "numpy" or as_numpy(x) is None:
-        return None
-    view = {k: (as_numpy(v) if backend.is_array(v) else [as_numpy(b) for b in v] if isinstance(v, list) else v)
-            for k, v in consts.items()}
-    return as_numpy(x), view
+    y = compiled(x, c)
+    return y if y is not None else portable(x, c, get_backend("numpy"))
 
 
 @dataclass(frozen=True)

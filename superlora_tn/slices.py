@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from .network import GroupNetwork
     from .spec import SuperLoRA
 
-__all__ = ["group_range", "shares_groups", "target_delta", "target_params"]
+__all__ = ["group_range", "leading_rows", "shares_groups", "target_delta", "target_params"]
 
 
 def shares_groups(spec: SuperLoRA, name: str) -> bool:
@@ -51,9 +52,16 @@ def target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, backend:
     """dW of target ``name`` (its shape, scaled) computing only what covers it.
 
     ``params`` needs the names of ``target_params(spec, name)`` only. A shuffled spec spreads
-    every target over every group, so it contracts the whole spec.
+    every target over every group, so it contracts the whole spec. Under torch autocast it runs
+    with autocast off, in the parameters' dtype, as ``spec.contract`` does.
     """
-    be = backend if backend is not None else backend_for(next(iter(params.values())))
+    like = next(iter(params.values()))
+    be = backend if backend is not None else backend_for(like)
+    with be.no_autocast(like) or contextlib.nullcontext():
+        return _target_delta(spec, params, name, be)
+
+
+def _target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, be: Any) -> Any:
     target = next(t for t in spec.targets if t.name == name)
     if spec.config["shuffle"] is not None:
         from .execute import contract
@@ -91,21 +99,27 @@ def _network_range(params: Mapping[str, Any], g: GroupNetwork, a: int, b: int, b
         full = _contract(g.equation, operands, be).reshape(g.kron_shape)
         full = full[tuple(slice(0, n) for n in g.fold)].reshape(-1)
         return full[a:b]
-    lead, size = g.output[0], g.einsum_shape[0]
     stride = math.prod(g.einsum_shape[1:])
     r0, r1 = a // stride, -(-b // stride)
-    if r1 - r0 < size:
-        operands = [_slice_axis(op, t.subscripts.index(lead), r0, r1) if lead in t.subscripts else op
-                    for op, t in zip(operands, g.tensors)]
-    out = _contract(g.equation, operands, be).reshape(-1)
+    out = _contract(g.equation, leading_rows(g, operands, r0, r1), be).reshape(-1)
     lo = a - r0 * stride
     return out[lo : lo + (b - a)]
 
 
-def _slice_axis(x: Any, axis: int, start: int, stop: int) -> Any:
-    index = [slice(None)] * len(x.shape)
-    index[axis] = slice(start, stop)
-    return x[tuple(index)]
+def leading_rows(g: GroupNetwork, operands: list[Any], r0: int, r1: int) -> list[Any]:
+    """``g``'s operands with every one that carries the output's leading index cut to rows
+    [r0, r1): the network then yields exactly those rows of its output (in C order)."""
+    lead = g.output[0]
+    if (r0, r1) == (0, g.einsum_shape[0]):
+        return operands
+    cut = []
+    for op, t in zip(operands, g.tensors):
+        if lead in t.subscripts:
+            index = [slice(None)] * len(op.shape)
+            index[t.subscripts.index(lead)] = slice(r0, r1)
+            op = op[tuple(index)]
+        cut.append(op)
+    return cut
 
 
 def _contract(equation: str, operands: list[Any], be: Any) -> Any:

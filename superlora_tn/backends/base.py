@@ -136,6 +136,13 @@ class Backend(ABC):
         """
         return forward(x)
 
+    def host_call(self, fn: Any, x: Any, shape: tuple[int, ...]) -> Any:
+        """``fn`` (a NumPy array in, a NumPy array of ``shape`` out) run on ``x``'s bytes in host
+        memory, the result as this backend's array; None where that is not possible (an array on
+        a device, or one that needs autograd). Lets a stage run its NumPy implementation
+        (compiled kernels, NumPy's BLAS) from every backend on CPU."""
+        return None
+
     def unbind(self, x: Any) -> list[Any]:
         """The rows of ``x`` (its first axis removed); one op on autograd backends, as ``split``."""
         return [x[i] for i in range(x.shape[0])]

@@ -69,26 +69,25 @@ class JaxBackend(Backend):
         return self.jnp.zeros(shape, dtype=like.dtype)
 
     def fwht(self, x: Any, blocks: Sequence[Any]) -> Any:
-        """On CPU: NumPy's BLAS block GEMMs through ``jax.pure_callback`` (about 4x XLA's own
-        lowering of the same GEMMs; no autodiff is needed: projections differentiate through
-        ``linear_map``). Elsewhere the block GEMMs in XLA, rotating (about 2x the other order)."""
+        """On CPU: NumPy's BLAS block GEMMs through ``host_call`` (about 4x XLA's own lowering of
+        the same GEMMs; no autodiff is needed: projections differentiate through ``linear_map``).
+        Elsewhere the block GEMMs in XLA, rotating (about 2x the other order)."""
         from ..hadamard import fwht
 
-        if self.jax.default_backend() != "cpu" or x.dtype not in (np.float32, np.float64):
-            return fwht(x, list(blocks), rotate=True)
         host = [np.asarray(b, dtype=x.dtype) for b in blocks]
-
-        def run(v: Any) -> Any:
-            return np.ascontiguousarray(fwht(np.asarray(v), host, rotate=True))
-
-        return self.jax.pure_callback(run, self.jax.ShapeDtypeStruct(x.shape, x.dtype), x, vmap_method="sequential")
+        y = self.host_call(lambda v: fwht(v, host, rotate=True), x, x.shape)
+        return y if y is not None else fwht(x, list(blocks), rotate=True)
 
     def host_call(self, fn: Any, x: Any, shape: tuple[int, ...]) -> Any:
-        """``fn(numpy array) -> numpy array`` of ``shape`` run on the host through
-        ``jax.pure_callback`` when JAX runs on CPU (no copy to a device), else None."""
+        """When JAX runs on CPU: ``fn`` through ``jax.pure_callback`` (works under jit and vmap;
+        not differentiable, so a caller differentiates around it, as ``linear_map`` does)."""
         if self.jax.default_backend() != "cpu" or x.dtype not in (np.float32, np.float64):
             return None
-        return self.jax.pure_callback(fn, self.jax.ShapeDtypeStruct(shape, x.dtype), x, vmap_method="sequential")
+
+        def run(v: Any) -> Any:
+            return np.ascontiguousarray(fn(np.asarray(v)), dtype=v.dtype)
+
+        return self.jax.pure_callback(run, self.jax.ShapeDtypeStruct(shape, x.dtype), x, vmap_method="sequential")
 
     def linear_map(self, forward: Any, transpose: Any, x: Any) -> Any:
         """A custom VJP: the gradient is ``transpose`` (a gather stays a gather, never a scatter-add)."""

@@ -57,6 +57,9 @@ class NumpyBackend(Backend):
     def is_contiguous(self, x: Any) -> bool:
         return bool(x.flags.c_contiguous)
 
+    def host_call(self, fn: Any, x: Any, shape: tuple[int, ...]) -> Any:
+        return fn(x)
+
     def take(self, x: Any, index: Any) -> Any:
         from ..kernels import gather
 

@@ -95,16 +95,12 @@ class TorchBackend(Backend):
             return self.torch.autocast(kind, enabled=False)
         return None
 
-    def numpy_view(self, x: Any) -> Any:
-        """x's memory as a NumPy array when x is a CPU tensor that needs no autograd, else None."""
-        if x.device.type != "cpu" or (x.requires_grad and self.torch.is_grad_enabled()):
+    def host_call(self, fn: Any, x: Any, shape: tuple[int, ...]) -> Any:
+        """On a float32/float64 CPU tensor that needs no autograd: ``fn`` on its memory as NumPy."""
+        if (x.device.type != "cpu" or x.dtype not in self._np_floats
+                or (x.requires_grad and self.torch.is_grad_enabled())):
             return None
-        if x.dtype in (self.torch.bfloat16, self.torch.float16):
-            return None
-        return x.detach().numpy()
-
-    def from_numpy(self, a: np.ndarray) -> Any:
-        return self.torch.from_numpy(np.ascontiguousarray(a))
+        return self.torch.from_numpy(np.ascontiguousarray(fn(x.detach().numpy())))
 
     def fwht(self, x: Any, blocks: Sequence[Any]) -> Any:
         """On CPU float tensors: NumPy's rotating-GEMM transform on the same memory (torch's MKL
@@ -202,6 +198,7 @@ class TorchBackend(Backend):
 
 def _numpy_fwht_function(torch: Any) -> Any:
     from ..hadamard import fwht
+
     def run(t: Any, blocks: tuple) -> Any:
         return torch.from_numpy(np.ascontiguousarray(fwht(t.detach().contiguous().numpy(), list(blocks), rotate=True)))
 
