@@ -32,10 +32,10 @@ from torch import nn
 
 from ..errors import SpecError
 from ..factored import factored_supported
-from ..slices import shares_groups, target_params
+from ..slices import target_params
 from ..spec import SuperLoRA
 from .layers import AdaptedForward
-from .memory import choose_memory_mode
+from .memory import choose_memory_mode, shared_targets
 from .targets import Selector, find_targets
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def add_adapter(adapted: AdaptedModel, name: str, spec: Mapping[str, Any] | Supe
     device = modules[layers[0].name].weight.device
     values = built.init("torch", zero_init=zero_init, dtype=adapted.adapter_dtype, device=device)
     params = nn.ParameterDict({k: nn.Parameter(v, requires_grad=False) for k, v in values.items()})
-    shared = {info.name for info in layers if shares_groups(built, info.name)}
+    shared = shared_targets(built, [info.name for info in layers], adapted._factored)
     inactive(adapted)[name] = params
     adapted._slots[name] = {
         "spec": built, "layers": {info.name: info for info in layers}, "_shared": shared,

@@ -16,17 +16,26 @@ memory fits a quarter of the free memory of the adapter's device; an int is that
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
 import torch
 
 from ..errors import SpecError
+from ..factored import factored_supported
+from ..slices import shares_groups
 from ..spec import SuperLoRA
 
-__all__ = ["MODES", "choose_memory_mode", "fast_mode_bytes", "free_memory"]
+__all__ = ["MODES", "choose_memory_mode", "fast_mode_bytes", "free_memory", "shared_targets"]
 
 MODES = ("auto", "fast", "low")
+
+
+def shared_targets(spec: SuperLoRA, names: Iterable[str], factored: bool | str) -> set[str]:
+    """The targets that take their dW from the per-forward contraction: those sharing a group,
+    except those applied factored or sliced from their own rows (stack folds, LoTR-like)."""
+    return {name for name in names
+            if shares_groups(spec, name) and not (factored is not False and factored_supported(spec, name))}
 
 
 def fast_mode_bytes(spec: SuperLoRA, shared: Set[str], itemsize: int) -> int:

@@ -24,13 +24,12 @@ from torch import nn
 
 from ..backends import get_backend
 from ..errors import SpecError
-from ..factored import factored_supported
-from ..slices import shares_groups, target_delta, target_params
+from ..slices import target_delta, target_params
 from ..spec import SPEC_ARGUMENTS, SuperLoRA
 from . import state as _state
 from .defaults import default_targets, refuse_peft_spelling
 from .layers import AdaptedForward
-from .memory import choose_memory_mode
+from .memory import choose_memory_mode, shared_targets
 from .sharding import is_sharded
 from .targets import LayerInfo, Selector, check_injectable, find_targets, layer_kind, matches, target_shape
 
@@ -144,8 +143,7 @@ class AdaptedModel(nn.Module):
         self._last: dict[str, torch.Tensor] = {}  # the last forward's, until backward (checkpoint recompute)
         # targets that take their dW from the per-forward contraction: those sharing a group,
         # except those applied factored or sliced from their own rows (stack folds, LoTR-like)
-        self._shared = {name for name in self.layers
-                        if shares_groups(spec, name) and not (factored is not False and factored_supported(spec, name))}
+        self._shared = shared_targets(spec, self.layers, factored)
         self.memory = choose_memory_mode(memory, spec, self._shared, values)
         self._params_of = {name: target_params(spec, name) for name in self.layers}
         model._superlora_tn_adapted = True
