@@ -62,7 +62,7 @@ def _lora_from_pairs(spec: SuperLoRA, pairs: dict[str, tuple[np.ndarray, np.ndar
         A0 = np.zeros((B.shape[0], R))
         A1 = np.zeros((A.shape[1], R))
         A0[:, :r], A1[:, :r] = B, A.T
-        params[f"{g.prefix}k0_A0"], params[f"{g.prefix}k0_A1"] = A0, A1
+        params[g.param_name(0, "A0")], params[g.param_name(0, "A1")] = A0, A1
     return Conversion(new, params, exact, 0.0, note)
 
 

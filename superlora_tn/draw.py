@@ -90,14 +90,14 @@ def factor_layout(net: GroupNetwork, k: int) -> dict[str, Any]:
 
     Returns ``{"nodes": {name: (x, y, kind, label)}, "bonds": [(a, b, text)], "legs": [(node, angle, text)]}``.
     """
-    tensors = [t for t in net.tensors if t.name.startswith(f"{net.prefix}k{k}_")]
+    tensors = list(net.factor_params(k))
     sizes = {s: n for t in net.tensors for s, n in zip(t.subscripts, t.shape)}
     out = set(net.output)
     users: dict[str, list[str]] = {}
     for t in tensors:
         for s in t.subscripts:
             users.setdefault(s, []).append(t.name)
-    local = {t.name: t.name[len(f"{net.prefix}k{k}_"):] for t in tensors}
+    local = {t.name: t.local for t in tensors}
     hubs = [s for s, us in users.items() if s not in out and len(us) > 2]
     centre = next((t.name for t in tensors if local[t.name] in ("core", "dense")), None)
     nodes: dict[str, tuple[float, float, str, str]] = {}

@@ -90,7 +90,7 @@ def draw_numpy(spec: SuperLoRA, seed: int | None = None) -> dict[str, np.ndarray
     for g in spec.groups:
         rng = np.random.default_rng([seed, g.index])
         for node in g.tensors:
-            local = node.name.rsplit("_", 1)[-1]
+            local = node.local
             values = rng.standard_normal(node.shape)
             if local.startswith("A"):
                 values /= math.sqrt(node.shape[0])

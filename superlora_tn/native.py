@@ -39,7 +39,7 @@ TARGET_LEVEL = ("dense", "lora", "lokr", "loha")  # native parameters keyed by t
 
 
 def _p(params: Mapping[str, Any], g: GroupNetwork, k: int, local: str) -> Any:
-    return params[f"{g.prefix}k{k}_{local}"]
+    return params[g.param_name(k, local)]
 
 
 def _factor_native(f: FactorSpec, params: Mapping[str, Any], g: GroupNetwork, k: int) -> Any:
@@ -259,18 +259,17 @@ def _shape_check(field_name: str, x: Any, shape: tuple[int, ...]) -> None:
 
 
 def _put_factor(out: dict[str, Any], f: FactorSpec, g: GroupNetwork, k: int, x: Any, field_name: str) -> None:
-    name = f"{g.prefix}k{k}_"
     if f.structure == "dense":
         x = _matrix(x)
         _shape_check(field_name, x, f.shape)
-        out[name + "dense"] = x
+        out[g.param_name(k, "dense")] = x
     elif f.structure == "lora":
         if not isinstance(x, tuple):
             raise SpecError(field_name, "a full matrix", f"a (w_a, w_b) low-rank pair of rank {f.ranks[0]} (this factor is lora)")
         wa, wb = x
         _shape_check(field_name + "[0]", wa, (f.shape[0], f.ranks[0]))
         _shape_check(field_name + "[1]", wb, (f.ranks[0], f.shape[1]))
-        out[name + "A0"], out[name + "A1"] = wa, wb.T
+        out[g.param_name(k, "A0")], out[g.param_name(k, "A1")] = wa, wb.T
     else:
         raise SpecError("structure", f.structure, "dense or lora factors (a tucker/cp factor has no textbook native form here)")
 
@@ -302,7 +301,7 @@ def from_native(spec: SuperLoRA, native: Mapping[Any, Any], name: str | None = N
                     raise SpecError("structure", fs[0].structure, "lora (or cp) for from_lora")
                 _shape_check(f"native[{t!r}][1]", B, (fs[0].shape[0], fs[0].ranks[0]))
                 _shape_check(f"native[{t!r}][0]", A, (fs[0].ranks[0], fs[0].shape[1]))
-                out[f"{g.prefix}k0_A0"], out[f"{g.prefix}k0_A1"] = B, A.T
+                out[g.param_name(0, "A0")], out[g.param_name(0, "A1")] = B, A.T
             else:
                 w1, w2, scale = item if len(item) == 3 else (*item, None)
                 _check_scale(spec, t, scale, spec.target_scale(t))
@@ -324,22 +323,22 @@ def from_native(spec: SuperLoRA, native: Mapping[Any, Any], name: str | None = N
             shapes = f.param_shapes()
             for local, x in (("core", cores), ("A1", U), ("A2", V)):
                 _shape_check(f"native[{g.index}].{local}", x, shapes[local])
-                out[f"{g.prefix}k0_{local}"] = x
+                out[g.param_name(0, local)] = x
         else:
             f = fs[0]
             if name == "lorta":
                 core, factors, scale = item
-                out[f"{g.prefix}k0_core"] = core
+                out[g.param_name(0, "core")] = core
             else:
                 factors, scale = item
             _check_scale(spec, g.index, scale, spec.scale_factor)
             shapes = f.param_shapes()
             for m, A in enumerate(factors):
                 if m not in f.identity_modes:
-                    out[f"{g.prefix}k0_A{m}"] = A
-            for local, x in out.items():
-                if local.startswith(g.prefix):
-                    _shape_check(f"native[{g.index}].{local}", x, shapes[local[len(g.prefix) + 3:]])
+                    out[g.param_name(0, f"A{m}")] = A
+            for local, shape in shapes.items():
+                if g.param_name(0, local) in out:
+                    _shape_check(f"native[{g.index}].{local}", out[g.param_name(0, local)], shape)
     return {n: out[n] for n in spec.param_shapes}
 
 
@@ -360,7 +359,7 @@ def _from_dense(spec: SuperLoRA, native: Mapping[str, Any]) -> dict[str, Any]:
             parts.append(W.reshape(-1)[s.start:s.stop])
         be = backend_for(parts[0])
         vec = parts[0] if len(parts) == 1 else be.concat(parts)
-        out[f"{g.prefix}k0_dense"] = vec.reshape(*f.shape)
+        out[g.param_name(0, "dense")] = vec.reshape(*f.shape)
     return out
 
 

@@ -47,6 +47,8 @@ class TensorNode:
     name: str
     shape: tuple[int, ...]
     subscripts: str
+    factor: int = 0  # the Kronecker factor k it belongs to
+    local: str = ""  # its name inside the factor ("core", "A0", "dense", ...)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class GroupNetwork:
         for k, factor in enumerate(self.factors):
             shapes = factor.param_shapes()
             for local, subs in factor.terms(tuple(out[k]), new_symbol).items():
-                nodes.append(TensorNode(f"{self.prefix}k{k}_{local}", shapes[local], subs))
+                nodes.append(TensorNode(self.param_name(k, local), shapes[local], subs, k, local))
         if self.compose == "hadamard":
             return tuple(nodes), "".join(out[0])
         output = "".join(out[k][m] for m in range(M) for k in range(K))
@@ -134,10 +136,23 @@ class GroupNetwork:
     def num_params(self) -> int:
         return sum(f.num_params for f in self.factors)
 
+    def param_name(self, k: int, local: str) -> str:
+        """The global name of factor ``k``'s parameter ``local``: the one place names are spelled.
+
+        >>> from superlora_tn.structures import FactorSpec
+        >>> GroupNetwork(2, (), 12, 12, (3, 4), (FactorSpec("lora", (3, 4), (2, 2)),), None).param_name(0, "A1")
+        'g2_k0_A1'
+        """
+        return f"{self.prefix}k{k}_{local}"
+
+    def factor_params(self, k: int) -> tuple[TensorNode, ...]:
+        """The parameter tensors of Kronecker factor ``k``."""
+        return tuple(t for t in self.tensors if t.factor == k)
+
     @property
     def zero_block(self) -> str:
         """Name of the parameter zeroed by default (in the last Kronecker factor)."""
-        return f"{self.prefix}k{len(self.factors) - 1}_{self.factors[-1].zero_block}"
+        return self.param_name(len(self.factors) - 1, self.factors[-1].zero_block)
 
     @property
     def structure_key(self) -> tuple:

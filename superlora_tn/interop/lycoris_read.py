@@ -171,12 +171,12 @@ def _lora_spec(layers: list[Layer], cast: Any, seed: int, mixed: str) -> tuple[S
     for g, la in zip(spec.groups, layers):
         up, down = cast(la.t["lora_up.weight"]), cast(la.t["lora_down.weight"])
         up, down = up.reshape(up.shape[0], -1), down.reshape(down.shape[0], -1)
-        params[f"{g.prefix}k0_A0"] = pad(up, R, 1)
+        params[g.param_name(0, "A0")] = pad(up, R, 1)
         if tucker:
-            params[f"{g.prefix}k0_core"] = pad_core(cast(la.t["lora_mid.weight"]), R)
+            params[g.param_name(0, "core")] = pad_core(cast(la.t["lora_mid.weight"]), R)
         elif "lora_mid.weight" in la.t:
             down = torch.einsum("ij...,jc->ic...", cast(la.t["lora_mid.weight"]), down).reshape(down.shape[0], -1)
-        params[f"{g.prefix}k0_A1"] = pad(down.T, R, 1)
+        params[g.param_name(0, "A1")] = pad(down.T, R, 1)
     return _check(spec, params)
 
 
@@ -205,15 +205,14 @@ def _loha_spec(layers: list[Layer], cast: Any, seed: int, mixed: str) -> tuple[S
     for g, la in zip(spec.groups, layers):
         for k in (0, 1):
             wa, wb = cast(la.t[f"hada_w{k + 1}_a"]), cast(la.t[f"hada_w{k + 1}_b"])
-            p = f"{g.prefix}k{k}_"
             if tucker:
-                params[p + "core"] = pad_core(cast(la.t[f"hada_t{k + 1}"]), R)
-                params[p + "A0"], params[p + "A1"] = pad(wa.T, R, 1), pad(wb.T, R, 1)
+                params[g.param_name(k, "core")] = pad_core(cast(la.t[f"hada_t{k + 1}"]), R)
+                params[g.param_name(k, "A0")], params[g.param_name(k, "A1")] = pad(wa.T, R, 1), pad(wb.T, R, 1)
             elif f"hada_t{k + 1}" in la.t:  # a Tucker layer among plain ones
                 raise SpecError("mixed", mixed, "LoHa files whose Tucker and plain layers are converted separately "
                                 "(a Tucker LoHa factor has no exact rank-r matrix form)")
             else:
-                params[p + "A0"], params[p + "A1"] = pad(wa, R, 1), pad(wb.reshape(wb.shape[0], -1).T, R, 1)
+                params[g.param_name(k, "A0")], params[g.param_name(k, "A1")] = pad(wa, R, 1), pad(wb.reshape(wb.shape[0], -1).T, R, 1)
     return _check(spec, params)
 
 
@@ -320,23 +319,26 @@ def _lokr_spec(layers: list[Layer], cast: Any, seed: int, mixed: str) -> tuple[S
     for g, la in zip(spec.groups, layers):
         w1, w2 = parts[la.name]
         f1, f2 = g.factors
-        p = g.prefix
         if f1.structure == "dense":
-            params[p + "k0_dense"] = _full(w1, f1.shape)
+            params[g.param_name(0, "dense")] = _full(w1, f1.shape)
         elif f1.structure == "lora":
-            params[p + "k0_A0"], params[p + "k0_A1"] = pad(w1[0], R, 1), pad(w1[1].T, R, 1)
+            params[g.param_name(0, "A0")], params[g.param_name(0, "A1")] = pad(w1[0], R, 1), pad(w1[1].T, R, 1)
         else:  # tucker with unit kernel modes: identity core, w1 = w1_a @ I @ w1_b
             import torch
 
             eye = torch.eye(R, dtype=w1[0].dtype, device=w1[0].device).reshape(R, R, *f1.shape[2:])
-            params[p + "k0_core"], params[p + "k0_A0"], params[p + "k0_A1"] = eye, pad(w1[0], R, 1), pad(w1[1].T, R, 1)
+            params[g.param_name(0, "core")] = eye
+            params[g.param_name(0, "A0")] = pad(w1[0], R, 1)
+            params[g.param_name(0, "A1")] = pad(w1[1].T, R, 1)
         if f2.structure == "dense":
-            params[p + "k1_dense"] = _full(w2, f2.shape)
+            params[g.param_name(1, "dense")] = _full(w2, f2.shape)
         elif f2.structure == "lora":
-            params[p + "k1_A0"], params[p + "k1_A1"] = pad(w2[0], R, 1), pad(w2[1].reshape(w2[1].shape[0], -1).T, R, 1)
+            params[g.param_name(1, "A0")], params[g.param_name(1, "A1")] = pad(w2[0], R, 1), pad(w2[1].reshape(w2[1].shape[0], -1).T, R, 1)
         else:
             _, t2, wa, wb = w2
-            params[p + "k1_core"], params[p + "k1_A0"], params[p + "k1_A1"] = pad_core(t2, R), pad(wa.T, R, 1), pad(wb.T, R, 1)
+            params[g.param_name(1, "core")] = pad_core(t2, R)
+            params[g.param_name(1, "A0")] = pad(wa.T, R, 1)
+            params[g.param_name(1, "A1")] = pad(wb.T, R, 1)
     return _check(spec, params)
 
 

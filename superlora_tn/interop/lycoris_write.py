@@ -47,8 +47,8 @@ def _write_lora(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any], nat
     shape = target.shape
     ones = (1,) * (len(shape) - 2)
     if len(g.fold) > 2:
-        B, A1 = tp[f"{g.prefix}k0_A0"], tp[f"{g.prefix}k0_A1"]
-        down, mid = A1.T.reshape(A1.shape[1], shape[1], *ones), tp[f"{g.prefix}k0_core"]
+        B, A1 = tp[g.param_name(0, "A0")], tp[g.param_name(0, "A1")]
+        down, mid = A1.T.reshape(A1.shape[1], shape[1], *ones), tp[g.param_name(0, "core")]
         out = {"lora_up.weight": B.reshape(shape[0], B.shape[1], *ones), "lora_down.weight": down, "lora_mid.weight": mid}
     else:
         A, B, _ = native[target.name]
@@ -60,12 +60,11 @@ def _write_lora(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any], nat
 
 def _write_loha(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any], native: Any = None) -> dict[str, Any]:
     out = {}
-    p = g.prefix
     R = max(f.ranks[0] for f in g.factors)
     for k, f in enumerate(g.factors):
-        A0, A1 = tp[f"{p}k{k}_A0"], tp[f"{p}k{k}_A1"]
+        A0, A1 = tp[g.param_name(k, "A0")], tp[g.param_name(k, "A1")]
         if f.structure == "tucker":
-            out[f"hada_t{k + 1}"] = pad_core(tp[f"{p}k{k}_core"], R)
+            out[f"hada_t{k + 1}"] = pad_core(tp[g.param_name(k, "core")], R)
             out[f"hada_w{k + 1}_a"], out[f"hada_w{k + 1}_b"] = pad(A0, R, 1).T, pad(A1, R, 1).T
         else:
             out[f"hada_w{k + 1}_a"], out[f"hada_w{k + 1}_b"] = pad(A0, R, 1), pad(A1, R, 1).T
@@ -78,7 +77,6 @@ def _write_lokr(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any], nat
     import torch
 
     f1, f2 = g.factors
-    p = g.prefix
     kernel = tuple(target.shape[2:])
     a, c = f1.shape[:2]
     b, d = f2.shape[0], target.matrix_shape[1] // (c * math.prod(kernel))
@@ -91,19 +89,19 @@ def _write_lokr(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any], nat
     scale = spec.target_scale(target.name)
     out: dict[str, Any] = {}
     if w1_low:
-        A0, A1 = tp[p + "k0_A0"], tp[p + "k0_A1"]
+        A0, A1 = tp[g.param_name(0, "A0")], tp[g.param_name(0, "A1")]
         if f1.structure == "tucker":  # w1 = A0 core A1^T: the core joins w1_a
-            A0 = A0 @ tp[p + "k0_core"].reshape(f1.ranks[0], f1.ranks[1])
+            A0 = A0 @ tp[g.param_name(0, "core")].reshape(f1.ranks[0], f1.ranks[1])
         out["lokr_w1_a"], out["lokr_w1_b"] = pad(A0, R, 1), pad(A1, R, 1).T
     else:
-        out["lokr_w1"] = _dense_factor(f1, p + "k0_", tp).reshape(a, c)
+        out["lokr_w1"] = _dense_factor(f1, g, 0, tp).reshape(a, c)
     if w2_low and tucker:
-        out["lokr_t2"] = pad_core(tp[p + "k1_core"], R)
-        out["lokr_w2_a"], out["lokr_w2_b"] = pad(tp[p + "k1_A0"], R, 1).T, pad(tp[p + "k1_A1"], R, 1).T
+        out["lokr_t2"] = pad_core(tp[g.param_name(1, "core")], R)
+        out["lokr_w2_a"], out["lokr_w2_b"] = pad(tp[g.param_name(1, "A0")], R, 1).T, pad(tp[g.param_name(1, "A1")], R, 1).T
     elif w2_low:
-        out["lokr_w2_a"], out["lokr_w2_b"] = pad(tp[p + "k1_A0"], R, 1), pad(tp[p + "k1_A1"], R, 1).T
+        out["lokr_w2_a"], out["lokr_w2_b"] = pad(tp[g.param_name(1, "A0")], R, 1), pad(tp[g.param_name(1, "A1")], R, 1).T
     else:
-        w2 = _dense_factor(f2, p + "k1_", tp).reshape(b, d, *kernel)
+        w2 = _dense_factor(f2, g, 1, tp).reshape(b, d, *kernel)
         out["lokr_w2"] = w2 if w1_low or scale == 1.0 else w2 * scale  # both full: LyCORIS's scale is 1, ours goes into w2
     if w1_low or w2_low:
         out["alpha"] = _alpha(spec, target.name, R, out.get("lokr_w1_a", out.get("lokr_w2_a")))
@@ -112,16 +110,16 @@ def _write_lokr(spec: SuperLoRA, g: Any, target: Any, tp: Mapping[str, Any], nat
     return out
 
 
-def _dense_factor(f: Any, p: str, tp: Mapping[str, Any]) -> Any:
+def _dense_factor(f: Any, g: Any, k: int, tp: Mapping[str, Any]) -> Any:
     """A factor's full tensor (dense as stored; lora A0 A1^T; tucker core x A0 x A1, identity kernel modes)."""
     import torch
 
     if f.structure == "dense":
-        return tp[p + "dense"]
+        return tp[g.param_name(k, "dense")]
     if f.structure == "lora":
-        return tp[p + "A0"] @ tp[p + "A1"].T
-    core = tp[p + "core"]
-    return torch.einsum("ij...,pi,rj->pr...", core, tp[p + "A0"], tp[p + "A1"])
+        return tp[g.param_name(k, "A0")] @ tp[g.param_name(k, "A1")].T
+    core = tp[g.param_name(k, "core")]
+    return torch.einsum("ij...,pi,rj->pr...", core, tp[g.param_name(k, "A0")], tp[g.param_name(k, "A1")])
 
 
 #: The writer of each algorithm: (spec, group, target, torch params, native LoRA pairs or None) -> {leaf: tensor}.
