@@ -48,22 +48,6 @@ def check_params(spec: SuperLoRA, params: Mapping[str, Any]) -> None:
             raise SpecError(f"params[{name!r}]", f"dtype {p.dtype}", f"one dtype for all parameters ({dtype})")
 
 
-def _batch_info(plan: Any) -> list[tuple]:
-    """Per batch, everything group_outputs needs, computed once per plan (keeps calls cheap)."""
-    info = getattr(plan, "_exec_info", None)
-    if info is None:
-        info = []
-        for batch in plan.batches:
-            t = batch.template
-            names = [[g.tensors[i].name for g in batch.groups] for i in range(len(t.tensors))]
-            cut = tuple(slice(0, n) for n in t.fold) if t.kron_shape != t.fold else None
-            trunc = t.generated if math.prod(t.fold) != t.generated else None
-            info.append((batch, names, batch.program, (len(batch.groups), *t.kron_shape), cut, trunc,
-                         [g.index for g in batch.groups]))
-        plan._exec_info = info
-    return info
-
-
 def group_outputs(spec: SuperLoRA, params: Mapping[str, Any], backend: Any, exact: bool = True) -> list[Any]:
     """Each group's n entries (after the cut and the projection), as 1-D arrays in group order.
 
@@ -74,48 +58,24 @@ def group_outputs(spec: SuperLoRA, params: Mapping[str, Any], backend: Any, exac
     like = next(iter(params.values()))
     consts = plan.constants(backend, like)
     out: list[Any] = [None] * len(spec.groups)
-    for (batch, names, prog, kron, cut, trunc, indices), proj_consts in zip(_batch_info(plan), consts["projections"]):
-        if len(indices) > 1:
-            operands = [backend.stack([params[n] for n in group_names]) for group_names in names]
+    for lay, proj_consts in zip(plan.layouts, consts["projections"]):
+        if len(lay.indices) > 1:
+            operands = [backend.stack([params[n] for n in group_names]) for group_names in lay.names]
         else:
-            operands = [params[group_names[0]] for group_names in names]
-        x = run_program(prog, operands, backend).reshape(kron)
-        if cut is not None:
-            x = x[(slice(None), *cut)]
-        x = x.reshape(kron[0], -1)
-        if trunc is not None and (exact or proj_consts is not None):
-            x = x[:, :trunc]
+            operands = [params[group_names[0]] for group_names in lay.names]
+        x = run_program(lay.batch.program, operands, backend).reshape(lay.kron)
+        if lay.cut is not None:
+            x = x[(slice(None), *lay.cut)]
+        x = x.reshape(lay.kron[0], -1)
+        if lay.trunc is not None and (exact or proj_consts is not None):
+            x = x[:, : lay.trunc]
         if proj_consts is not None:
-            x = batch.template.projection.apply(x, proj_consts, backend)
+            x = lay.batch.template.projection.apply(x, proj_consts, backend)
         # one op (a reshape for a single group): its backward fills one gradient
-        rows = backend.unbind(x) if len(indices) > 1 else (x.reshape(-1),)
-        for row, g in zip(rows, indices):
+        rows = backend.unbind(x) if len(lay.indices) > 1 else (x.reshape(-1),)
+        for row, g in zip(rows, lay.indices):
             out[g] = row
     return out
-
-
-def _piece_layout(plan: Any) -> tuple[dict[int, list[int]], dict[str, list[tuple[int, int]]]]:
-    """How the sources (group outputs, or -1: the shuffled z[perm]) split into target pieces.
-
-    Returns (source -> consecutive piece sizes covering it, target -> [(source, piece number)]).
-    Splitting each source ONCE keeps the backward O(n): a slice per piece would give each piece
-    its own zero-filled gradient the size of the whole source.
-    """
-    layout = plan.__dict__.get("_piece_layout")
-    if layout is None:
-        by_source: dict[int, list[tuple[int, int, str, int]]] = {}
-        for name, pieces in plan.pieces.items():
-            for k, (src, a, b) in enumerate(pieces):
-                by_source.setdefault(src, []).append((a, b, name, k))
-        sizes: dict[int, list[int]] = {}
-        where: dict[str, list[tuple[int, int]]] = {name: [(0, 0)] * len(p) for name, p in plan.pieces.items()}
-        for src, items in by_source.items():  # a source's pieces tile it from 0: its segments, or z[perm]
-            items.sort()
-            sizes[src] = [b - a for a, b, _, _ in items]
-            for i, (_, _, name, k) in enumerate(items):
-                where[name][k] = (src, i)
-        layout = plan._piece_layout = (sizes, where)
-    return layout
 
 
 def _resolve(spec: SuperLoRA, params: Mapping[str, Any] | None, backend: Any, dtype: Any) -> tuple[Any, Mapping[str, Any]]:
@@ -169,7 +129,7 @@ def contract_general(spec: SuperLoRA, params: Mapping[str, Any], be: Any) -> dic
     if perm is not None:
         z = be.concat(ys) if len(ys) > 1 else ys[0]
         z = z[perm]
-    sizes, where = _piece_layout(plan)
+    sizes, where = plan.piece_layout
     split = {}
     for src, cuts in sizes.items():
         whole = z if src < 0 else ys[src]
@@ -224,50 +184,36 @@ def _contract_into(spec: SuperLoRA, params: Mapping[str, Any], be: Any, out: Any
     like = next(iter(params.values()))
     views, flat = _out_views(spec, be, out, like)
     plan = spec.plan()
-    direct = spec.config["shuffle"] is None
-    if direct:
-        for batch in plan.batches:
-            t = batch.template
-            if (t.kron_shape != t.fold or t.projection is not None
-                    or any(len(g.segments) != 1 or g.segments[0].size != g.size for g in batch.groups)):
-                direct = False
-                break
-    if not direct:
+    if not plan.plain:
         for name, value in contract_general(spec, params, be).items():
             be.copy_into(views[name], value)
         return views
-    offsets, start = {}, 0
-    for target in spec.targets:
-        offsets[target.name] = start
-        start += target.size
-    for batch in plan.batches:
-        t = batch.template
-        names = [node.name for node in t.tensors]
-        first = offsets[batch.groups[0].segments[0].target]
-        consecutive = all(offsets[g.segments[0].target] == first + b * t.size for b, g in enumerate(batch.groups))
-        bufs_ok = all(be.is_contiguous(views[g.segments[0].target]) for g in batch.groups)
+    for lay in plan.layouts:
+        batch, t, consecutive = lay.batch, lay.batch.template, lay.consecutive
+        first = lay.offsets[0]
+        bufs_ok = all(be.is_contiguous(views[name]) for name in lay.targets)
         full = math.prod(t.fold)
         if full != t.size:  # truncated fold: each group's dW is a prefix of its full contraction
             prog = program(t.equation, t.shapes)
             for b, g in enumerate(batch.groups):
                 operands = [params[node.name] for node in g.tensors]
-                start = offsets[g.segments[0].target]
+                start = lay.offsets[b]
                 if flat is not None and consecutive and b + 1 < len(batch.groups) and full <= 2 * t.size:
                     # write the full output in place; the surplus spills into the NEXT group's region,
                     # which that group overwrites right after
                     run_program(prog, operands, be, out=flat[start : start + full].reshape(prog.out_shape))
                 else:
-                    buf = views[g.segments[0].target]
+                    buf = views[lay.targets[b]]
                     be.copy_into(buf, run_program(prog, operands, be).reshape(-1)[: t.size].reshape(buf.shape))
             continue
         if batch.batched and flat is not None and consecutive:
-            operands = [be.stack([params[g.tensors[i].name] for g in batch.groups]) for i in range(len(names))]
+            operands = [be.stack([params[n] for n in group_names]) for group_names in lay.names]
             dst = flat[first : first + len(batch.groups) * t.size].reshape(batch.program.out_shape)
             run_program(batch.program, operands, be, out=dst)
             continue
         prog = program(t.equation, t.shapes)
-        for g in batch.groups:
-            buf = views[g.segments[0].target]
+        for b, g in enumerate(batch.groups):
+            buf = views[lay.targets[b]]
             operands = [params[node.name] for node in g.tensors]
             if bufs_ok:
                 run_program(prog, operands, be, out=buf.reshape(prog.out_shape))

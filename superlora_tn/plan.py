@@ -26,7 +26,7 @@ from .network import GroupNetwork
 if TYPE_CHECKING:
     from .spec import SuperLoRA
 
-__all__ = ["Batch", "Plan", "expression"]
+__all__ = ["Batch", "BatchLayout", "Plan", "expression"]
 
 BATCH_INDEX = "z"  # never produced by opt_einsum.get_symbol for the first 25 symbols
 
@@ -83,6 +83,47 @@ class Batch:
         return t.kron_shape != t.fold or math.prod(t.fold) != t.generated
 
 
+@dataclass(frozen=True)
+class BatchLayout:
+    """How one batch's result becomes dW, computed once per plan; every executor reads it.
+
+    ``names[i]``: operand i's parameter name in each group; ``kron``: the result's shape as
+    (groups, N_1..N_M); ``cut``: the slices keeping the fold's rows (None: no surplus Kronecker
+    rows); ``trunc``: entries kept of a fold larger than the group (None: the fold is exact);
+    ``plain``: each group is ONE target's whole output, with no Kronecker cut and no projection
+    (a truncated fold is fine), so the target is a view of the group's row; ``targets`` and
+    ``offsets``: for a plain batch, each group's target and its start in dW_all; ``consecutive``:
+    a plain batch whose targets follow each other in dW_all (one batched write into a flat buffer).
+    """
+
+    batch: Batch
+    names: tuple[tuple[str, ...], ...]
+    kron: tuple[int, ...]
+    cut: tuple[slice, ...] | None
+    trunc: int | None
+    indices: tuple[int, ...]
+    plain: bool
+    targets: tuple[str, ...]
+    offsets: tuple[int, ...]
+    consecutive: bool
+
+    @classmethod
+    def of(cls, batch: Batch, spec: SuperLoRA) -> BatchLayout:
+        t = batch.template
+        names = tuple(tuple(g.tensors[i].name for g in batch.groups) for i in range(len(t.tensors)))
+        cut = tuple(slice(0, n) for n in t.fold) if t.kron_shape != t.fold else None
+        trunc = t.generated if math.prod(t.fold) != t.generated else None
+        by_name = {x.name: x for x in spec.targets}
+        whole = all(len(g.segments) == 1 and g.segments[0].size == g.size == by_name[g.segments[0].target].size
+                    for g in batch.groups)
+        plain = cut is None and t.projection is None and whole
+        targets = tuple(g.segments[0].target for g in batch.groups) if plain else ()
+        offsets = tuple(by_name[n].offset for n in targets)
+        consecutive = plain and all(o == offsets[0] + b * t.size for b, o in enumerate(offsets))
+        return cls(batch, names, (len(batch.groups), *t.kron_shape), cut, trunc, tuple(g.index for g in batch.groups),
+                   plain, targets, offsets, consecutive)
+
+
 def _free_symbol(equation: str) -> str:
     if BATCH_INDEX not in equation:
         return BATCH_INDEX
@@ -99,7 +140,13 @@ class Plan:
         for g in spec.groups:
             by_key.setdefault(g.structure_key, []).append(g)
         self.batches = tuple(Batch(tuple(gs)) for gs in by_key.values())
+        #: per batch, how its result becomes dW (one computation, read by every executor)
+        self.layouts = tuple(BatchLayout.of(b, spec) for b in self.batches)
+        #: every target is one group's whole output and nothing is shuffled: the runner's case
+        self.plain = spec.config["shuffle"] is None and all(lay.plain for lay in self.layouts)
         self.pieces = self._target_pieces()
+        #: (source -> consecutive piece sizes covering it, target -> [(source, piece number)])
+        self.piece_layout = self._piece_layout()
         #: parameter name -> shape (cached: checked on every contract call)
         self.param_shapes = spec.param_shapes
         self._constants: dict[tuple, Any] = {}
@@ -119,6 +166,25 @@ class Plan:
                 pieces[s.target].append((s.start, g.index, local, local + s.size))
                 local += s.size
         return {name: [p[1:] for p in sorted(ps)] for name, ps in pieces.items()}
+
+    def _piece_layout(self) -> tuple[dict[int, list[int]], dict[str, list[tuple[int, int]]]]:
+        """How the sources (group outputs, or -1: the shuffled z[perm]) split into target pieces.
+
+        Splitting each source ONCE keeps the backward O(n): a slice per piece would give each
+        piece its own zero-filled gradient the size of the whole source.
+        """
+        by_source: dict[int, list[tuple[int, int, str, int]]] = {}
+        for name, pieces in self.pieces.items():
+            for k, (src, a, b) in enumerate(pieces):
+                by_source.setdefault(src, []).append((a, b, name, k))
+        sizes: dict[int, list[int]] = {}
+        where: dict[str, list[tuple[int, int]]] = {name: [(0, 0)] * len(p) for name, p in self.pieces.items()}
+        for src, items in by_source.items():  # a source's pieces tile it from 0: its segments, or z[perm]
+            items.sort()
+            sizes[src] = [b - a for a, b, _, _ in items]
+            for i, (_, _, name, k) in enumerate(items):
+                where[name][k] = (src, i)
+        return sizes, where
 
     def permutation(self) -> np.ndarray | None:
         """The shuffle: dW_all = z[perm] (z: the groups' outputs concatenated), drawn once from its seed."""

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .backends import get_backend
+from .backends import Backend, get_backend
 from .init import FLOAT_DTYPES
+from .lowering import Program, program, run_program
 
 if TYPE_CHECKING:
+    from .plan import Plan
     from .spec import SuperLoRA
 
 __all__ = ["get_backend", "params_ok", "runner_for"]
@@ -38,7 +41,7 @@ __all__ = ["get_backend", "params_ok", "runner_for"]
 _NONE = object()
 
 
-def params_ok(plan: Any, params: Mapping[str, Any]) -> bool:
+def params_ok(plan: Plan, params: Mapping[str, Any]) -> bool:
     """Cheap check: names, shapes and one dtype as the plan expects (False: run the full check)."""
     items = plan.__dict__.get("_param_items")
     if items is None:
@@ -60,95 +63,92 @@ def params_ok(plan: Any, params: Mapping[str, Any]) -> bool:
     return str(dtype).endswith(FLOAT_DTYPES)
 
 
-def _fits(spec: SuperLoRA, plan: Any) -> bool:
-    """Every target is one group's whole output: no Kronecker cut, projection or shuffle (a
-    truncated fold is fine: the target is a prefix view of the group's output)."""
-    if spec.config["shuffle"] is not None:
-        return False
-    for batch in plan.batches:
-        t = batch.template
-        if t.kron_shape != t.fold or t.projection is not None:
-            return False
-        for g in batch.groups:
-            if len(g.segments) != 1 or len(plan.pieces[g.segments[0].target]) != 1 or g.segments[0].size != g.size:
-                return False
-    return True
-
-
-def runner_for(spec: SuperLoRA, be: Any, like: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]] | None:
+def runner_for(spec: SuperLoRA, be: Backend, like: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]] | None:
     """The cached runner for ``like``'s backend/dtype/device, or None when the spec needs the general path."""
     plan = spec.plan()
     cache = plan.__dict__.setdefault("_runners", {})
     key = (be.name, be.dtype_of(like), be.device_of(like))
     run = cache.get(key, _NONE)
     if run is _NONE:
-        run = cache[key] = _build(spec, plan, be, like) if _fits(spec, plan) else None
+        run = cache[key] = _build(spec, plan, be, like) if plan.plain else None
     return run
 
 
-def _build(spec: SuperLoRA, plan: Any, be: Any, like: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    from .lowering import program, run_program
+@dataclass(frozen=True)
+class _Job:
+    """One einsum call of a runner: a whole batch, or one group of a batch run group by group."""
 
-    targets = {t.name: t for t in spec.targets}
-    fast_einsum = getattr(be, "einsum_flat", None)
-    jobs: list[tuple] = []  # (names per operand, program, outputs, smallest operand, batch factor, tiny path or None)
-    for batch in plan.batches:
-        t = batch.template
+    names: tuple[tuple[str, ...], ...]  # per operand, the parameter name in each group
+    program: Program
+    outputs: tuple[tuple[str, tuple[int, ...], float], ...]  # (target, shape, factor left to apply)
+    smallest: int  # the operand a shared scale factor multiplies
+    factor: float  # one scale factor for every output of the job (1.0: none, or per output)
+    tiny: list[int] | None  # the flattened path of a tiny program run as one library einsum
+    trunc: int | None  # entries kept of a truncated fold
+    batched: bool
+
+
+def _build(spec: SuperLoRA, plan: Plan, be: Backend, like: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    shapes = {t.name: t.shape for t in spec.targets}
+    jobs: list[_Job] = []
+    for lay in plan.layouts:
+        batch, t = lay.batch, lay.batch.template
         smallest = min(range(len(t.shapes)), key=lambda i: math.prod(t.shapes[i]))
         batched = batch.batched and not _split(be, like, len(batch.groups) * math.prod(t.fold), math.prod(t.fold))
-        groups = [[g] for g in batch.groups] if not batched else [list(batch.groups)]
+        parts = [range(len(batch.groups))] if batched else [[b] for b in range(len(batch.groups))]
         prog = batch.program if batched else program(t.equation, t.shapes)
-        trunc = t.generated if math.prod(t.fold) != t.generated else None
-        for gs in groups:
-            names = [[g.tensors[i].name for g in gs] for i in range(len(t.tensors))]
-            outs = [(g.segments[0].target, targets[g.segments[0].target].shape, spec.target_scale(g.segments[0].target)) for g in gs]
+        for members in parts:
+            names = tuple(tuple(group_names[b] for b in members) for group_names in lay.names)
+            outs = tuple((lay.targets[b], shapes[lay.targets[b]], spec.target_scale(lay.targets[b])) for b in members)
             factors = {o[2] for o in outs}
             factor = factors.pop() if len(factors) == 1 else 1.0
             if factor != 1.0:
-                outs = [(n, s, 1.0) for n, s, _ in outs]
+                outs = tuple((n, s, 1.0) for n, s, _ in outs)
             tiny = None
-            if not batched and prog.small and fast_einsum is not None:
+            if not batched and prog.small and be.flat_einsum:
                 flat = [i for pair in prog.path for i in pair]
                 tiny = _contiguous_path(be, prog, flat, like) or flat
-            jobs.append((names, prog, outs, smallest, factor, tiny, trunc, batched))
-    produced = [o[0] for job in jobs for o in job[2]]
+            jobs.append(_Job(names, prog, outs, smallest, factor, tiny, lay.trunc, batched))
+    produced = [o[0] for job in jobs for o in job.outputs]
     order = [t.name for t in spec.targets]
     reorder = produced != order and tuple(order)
 
-    if len(jobs) == 1 and jobs[0][5] is not None and jobs[0][4] == 1.0 and jobs[0][6] is None:
-        names, prog, outs, _, _, flat, _, _ = jobs[0]
-        eq, ns, (name, shape, _) = prog.equation, tuple(n[0] for n in names), outs[0]
+    if len(jobs) == 1 and jobs[0].tiny is not None and jobs[0].factor == 1.0 and jobs[0].trunc is None:
+        job = jobs[0]
+        eq, ns, flat, (name, shape, _) = job.program.equation, tuple(n[0] for n in job.names), job.tiny, job.outputs[0]
 
         def run_one(params: Mapping[str, Any]) -> dict[str, Any]:  # the tiny single-group case
-            r = fast_einsum(eq, [params[n] for n in ns], flat)
-            return {name: (r if be.is_contiguous(r) else r.contiguous()).view(shape)}
+            return {name: be.einsum_flat(eq, [params[n] for n in ns], flat).reshape(shape)}
 
         return run_one
 
     def run(params: Mapping[str, Any]) -> dict[str, Any]:
         result = {}
-        for names, prog, outs, smallest, factor, tiny, trunc, batched in jobs:
-            ops = [be.stack([params[n] for n in group]) for group in names] if batched else [params[group[0]] for group in names]
-            if factor != 1.0:
-                ops[smallest] = ops[smallest] * factor
-            if tiny is not None:
-                x = fast_einsum(prog.equation, ops, tiny)
+        for job in jobs:
+            if job.batched:
+                ops = [be.stack([params[n] for n in group]) for group in job.names]
+            else:
+                ops = [params[group[0]] for group in job.names]
+            if job.factor != 1.0:
+                ops[job.smallest] = ops[job.smallest] * job.factor
+            if job.tiny is not None:
+                x = be.einsum_flat(job.program.equation, ops, job.tiny)
                 if not be.is_contiguous(x):
                     x = x.reshape(-1).reshape(x.shape)
             else:
-                x = run_program(prog, ops, be)
-            x = x.reshape(len(outs), -1)
-            if trunc is not None:
-                x = x[:, :trunc]
-            rows = be.unbind(x) if len(outs) > 1 else (x[0],)  # one op: its backward fills one gradient
-            for row, (name, shape, f) in zip(rows, outs):
+                x = run_program(job.program, ops, be)
+            x = x.reshape(len(job.outputs), -1)
+            if job.trunc is not None:
+                x = x[:, : job.trunc]
+            rows = be.unbind(x) if len(job.outputs) > 1 else (x[0],)  # one op: its backward fills one gradient
+            for row, (name, shape, f) in zip(rows, job.outputs):
                 result[name] = row.reshape(shape) if f == 1.0 else row.reshape(shape) * f
         return {n: result[n] for n in reorder} if reorder else result
 
     return run
 
 
-def _split(be: Any, like: Any, total: int, each: int) -> bool:
+def _split(be: Backend, like: Any, total: int, each: int) -> bool:
     """Run a batch per group: its fresh result would pass the backend's ``split_bytes`` while
     each group's stays under it (see ``TorchBackend.split_bytes``)."""
     limit = be.split_bytes
@@ -158,7 +158,7 @@ def _split(be: Any, like: Any, total: int, each: int) -> bool:
     return total * size >= limit and each * size < limit
 
 
-def _contiguous_path(be: Any, prog: Any, flat: list[int], like: Any) -> list[int] | None:
+def _contiguous_path(be: Backend, prog: Any, flat: list[int], like: Any) -> list[int] | None:
     """A pairwise path, at most 2x the planned FLOPs, along which the library's einsum returns the
     output already C-contiguous (saves the copy); tried once on zeros. None: keep the plan's."""
     import itertools

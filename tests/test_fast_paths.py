@@ -30,6 +30,8 @@ CONFIGS = [
     dict(groups=[["a", "b"], ["c"]], fold="balanced", order=2, rank=2, alpha=3.0),
     dict(fold="balanced", order=3, rank=2, projection=slt.Fastfood(0.5)),
     dict(rank=2, shuffle=3),
+    # a target cut over several groups, each group one whole-group piece of it (out= used to crash)
+    dict(groups=6, fold="balanced", order=2, rank=2),
 ]
 
 

@@ -33,7 +33,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "value": ("projection", "spec", "serialize"),
     "plan": ("plan", "lowering", "rotation"),
     "backends": ("backends", "backends.base", "backends.numpy_backend", "backends.torch_backend",
-                 "backends.jax_backend"),
+                 "backends.jax_backend", "backends.torch_cpu"),
     "execution": ("init", "runner", "execute", "factored", "slices"),
     "facade": ("reference", "identify", "native", "conversions", "reductions", "variants", "summary", "draw",
                "draw_groups", "budget", "demo", "plumbing", "__init__"),

@@ -23,8 +23,6 @@ class Backend(ABC):
     name: str = ""
     #: the opt_einsum backend that runs this backend's einsums (a third party may reuse one)
     einsum_backend: str = ""
-    #: top-level module whose presence in ``sys.modules`` allows dispatch by array type
-    framework: str = ""
 
     @abstractmethod
     def is_array(self, x: Any) -> bool:
@@ -113,9 +111,6 @@ class Backend(ABC):
         """True when ``x`` is C-contiguous (so ``reshape`` of it is a view)."""
         return True
 
-    def sum(self, x: Any, axes: Sequence[int]) -> Any:
-        return x.sum(axis=tuple(axes))
-
     def split(self, x: Any, sizes: Sequence[int]) -> list[Any]:
         """``x`` cut along its first axis into consecutive pieces of ``sizes`` (which sum to its length).
 
@@ -163,6 +158,14 @@ class Backend(ABC):
         """A context manager that disables mixed-precision autocasting for the adapter math, or
         None when nothing needs disabling (the default: no autocast in this library)."""
         return None
+
+    #: True when ``einsum_flat`` runs the library's own einsum along a flattened path (the
+    #: runner's one-call path for tiny networks); False: the runner uses the lowered program
+    flat_einsum: bool = False
+
+    def einsum_flat(self, equation: str, operands: list[Any], flat: list[int]) -> Any:
+        """The library's einsum along a flattened precomputed pairwise path (``flat_einsum``)."""
+        raise NotImplementedError(f"{self.name} has no flat-path einsum (flat_einsum is False)")
 
     def einsum(self, equation: str, *operands: Any) -> Any:
         """Plain einsum through opt_einsum (no cached expression)."""

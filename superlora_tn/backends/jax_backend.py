@@ -20,7 +20,6 @@ __all__ = ["JaxBackend"]
 class JaxBackend(Backend):
     name = "jax"
     einsum_backend = "jax"
-    framework = "jax"
     supports_out = False  # jax arrays are immutable: contract(out=...) is refused with a SpecError
 
     def __init__(self) -> None:

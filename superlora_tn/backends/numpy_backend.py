@@ -15,7 +15,6 @@ __all__ = ["NumpyBackend"]
 class NumpyBackend(Backend):
     name = "numpy"
     einsum_backend = "numpy"
-    framework = "numpy"
 
     def is_array(self, x: Any) -> bool:
         return isinstance(x, np.ndarray)

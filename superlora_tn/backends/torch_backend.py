@@ -1,39 +1,38 @@
-"""PyTorch backend (imported only when used). Keeps dtype and device; autograd flows through."""
+"""PyTorch backend (imported only when used). Keeps dtype and device; autograd flows through.
+
+A thin adapter: each method maps the protocol onto one torch call. Where NumPy is faster on CPU
+memory (thin GEMMs, fresh buffers, the FWHT), it calls the kernels in ``torch_cpu``.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
 
+from . import torch_cpu
 from .base import Backend
 
 __all__ = ["TorchBackend"]
-
-THIN_K = 16  # GEMMs with at most this inner dimension ...
-BLAS_MIN_OUTPUT = 1 << 16  # ... and at least this many output entries may run on NumPy's BLAS
-MMAP_THRESHOLD = 32 << 20  # glibc's largest dynamic mmap threshold (bytes)
 
 
 class TorchBackend(Backend):
     name = "torch"
     einsum_backend = "torch"
-    framework = "torch"
+    #: a batch whose fresh result is at least this large runs one program per group: torch's
+    #: allocator recycles blocks under glibc's 32 MiB mmap threshold between calls, while one big
+    #: fresh block is mmapped and page-faulted on every call
+    split_bytes = torch_cpu.MMAP_THRESHOLD
 
     def __init__(self) -> None:
         import torch
 
         self.torch = torch
-        self._np_floats = (torch.float32, torch.float64)
-        self._np_dtype = {torch.float32: np.float32, torch.float64: np.float64}
-        self._fwht_fn: Any = None
-        self._linear_fn: Any = None
         vf = getattr(torch, "_VF", None)
         self._vf_einsum = getattr(vf, "einsum", None) if vf is not None else None
-        if self._vf_einsum is None:
-            self.einsum_flat = None  # type: ignore[assignment]
+        self.flat_einsum = self._vf_einsum is not None
 
     def is_array(self, x: Any) -> bool:
         return isinstance(x, self.torch.Tensor)
@@ -97,59 +96,22 @@ class TorchBackend(Backend):
 
     def host_call(self, fn: Any, x: Any, shape: tuple[int, ...]) -> Any:
         """On a float32/float64 CPU tensor that needs no autograd: ``fn`` on its memory as NumPy."""
-        if (x.device.type != "cpu" or x.dtype not in self._np_floats
-                or (x.requires_grad and self.torch.is_grad_enabled())):
+        if not torch_cpu.numpy_view_ok(self.torch, x):
             return None
         return self.torch.from_numpy(np.ascontiguousarray(fn(x.detach().numpy())))
 
     def fwht(self, x: Any, blocks: Sequence[Any]) -> Any:
-        """On CPU float tensors: NumPy's rotating-GEMM transform on the same memory (torch's MKL
-        runs these 16-32-wide GEMMs 2-3x slower), wrapped in an autograd Function (the transform
-        is symmetric, so its backward is the same transform of the gradient)."""
-        if x.device.type != "cpu" or x.dtype not in self._np_floats:
-            return super().fwht(x, blocks)
-        if self._fwht_fn is None:
-            self._fwht_fn = _numpy_fwht_function(self.torch)
-        return self._fwht_fn.apply(x, tuple(np.asarray(b.detach().cpu().numpy(), dtype=self._np_dtype[x.dtype]) for b in blocks))
-
-    #: a batch of identical groups whose fresh result is at least this large runs one program per
-    #: group: torch's allocator recycles blocks under glibc's 32 MiB mmap threshold between calls,
-    #: while one big fresh block is mmapped and page-faulted on every call
-    split_bytes = MMAP_THRESHOLD
+        """On CPU float tensors NumPy's rotating-GEMM transform (``torch_cpu.numpy_fwht``)."""
+        y = torch_cpu.numpy_fwht(self.torch, x, blocks)
+        return y if y is not None else super().fwht(x, blocks)
 
     def fresh_out(self, shape: tuple[int, ...], operands: Sequence[Any]) -> Any:
-        """A new CPU result buffer when no autograd is needed (so GEMMs can write it through
-        NumPy's BLAS): under 32 MiB torch.empty (recycled by the allocator); above, allocated by
-        NumPy, which madvises huge pages (a fresh 64 MB block costs ~7 ms instead of ~30 ms of
-        4 KiB page faults with torch's default CPU allocator)."""
-        like = operands[0]
-        if (like.device.type != "cpu" or like.dtype not in self._np_floats or math.prod(shape) < BLAS_MIN_OUTPUT
-                or (self.torch.is_grad_enabled() and any(x.requires_grad for x in operands))):
-            return None
-        if math.prod(shape) * like.element_size() < MMAP_THRESHOLD:
-            return self.torch.empty(shape, dtype=like.dtype)
-        return self.torch.from_numpy(np.empty(shape, dtype=self._np_dtype[like.dtype]))
-
-    def _blas_gemm(self, a: Any, b: Any, out: Any) -> bool:
-        """True for a thin-K, large-output CPU GEMM that needs no autograd: NumPy's BLAS runs it
-        on the same memory 1.5-3x faster than torch's MKL sgemm (which is inefficient for K <= 16)."""
-        t = self.torch
-        if (a.dim() != 3 or b.dim() != 3 or a.shape[-1] > THIN_K or a.dtype != b.dtype or a.dtype not in self._np_floats
-                or a.device.type != "cpu" or b.device.type != "cpu"
-                or a.shape[0] * a.shape[1] * b.shape[2] < BLAS_MIN_OUTPUT or a.shape[0] != b.shape[0]):
-            return False
-        if t.is_grad_enabled() and (a.requires_grad or b.requires_grad):
-            return False
-        if out is not None and (out.dtype != a.dtype or not out.is_contiguous() or out.requires_grad):
-            return False
-        return all(x.stride(-1) == 1 or x.stride(-2) == 1 for x in (a, b))
+        return torch_cpu.fresh_buffer(self.torch, shape, operands)
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
-        if self._blas_gemm(a, b, out):
-            if out is None:
-                out = self.torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype)
-            np.matmul(a.detach().numpy(), b.detach().numpy(), out=out.detach().numpy())
-            return out
+        y = torch_cpu.blas_matmul(self.torch, a, b, out)
+        if y is not None:
+            return y
         if out is None:
             return self.torch.matmul(a, b)
         with self.torch.no_grad():
@@ -172,9 +134,6 @@ class TorchBackend(Backend):
     def is_contiguous(self, x: Any) -> bool:
         return bool(x.is_contiguous())
 
-    def sum(self, x: Any, axes: Sequence[int]) -> Any:
-        return x.sum(dim=tuple(axes))
-
     def split(self, x: Any, sizes: Sequence[int]) -> list[Any]:
         return list(self.torch.split(x, list(sizes)))
 
@@ -191,30 +150,10 @@ class TorchBackend(Backend):
         if not (self.torch.is_grad_enabled() and x.requires_grad):
             with self.torch.no_grad():
                 return forward(x)
-        if self._linear_fn is None:
-            self._linear_fn = _linear_map_function(self.torch)
-        return self._linear_fn.apply(x, forward, transpose)
+        return _linear_map_function(self.torch).apply(x, forward, transpose)
 
 
-def _numpy_fwht_function(torch: Any) -> Any:
-    from ..hadamard import fwht
-
-    def run(t: Any, blocks: tuple) -> Any:
-        return torch.from_numpy(np.ascontiguousarray(fwht(t.detach().contiguous().numpy(), list(blocks), rotate=True)))
-
-    class NumpyFWHT(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, x: Any, blocks: tuple) -> Any:
-            ctx.blocks = blocks
-            return run(x, blocks)
-
-        @staticmethod
-        def backward(ctx: Any, grad: Any) -> Any:
-            return run(grad, ctx.blocks), None
-
-    return NumpyFWHT
-
-
+@cache
 def _linear_map_function(torch: Any) -> Any:
     class LinearMap(torch.autograd.Function):
         """A fixed linear map: forward and backward run without autograd and save no tensor."""
