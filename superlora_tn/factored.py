@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import opt_einsum
 
-from .backends import backend_for, get_backend
+from .backends import Backend, resolve_backend
 from .errors import SpecError
 from .network import GroupNetwork, path_cost
 from .plan import expression
@@ -140,12 +140,12 @@ def prefer_factored(spec: SuperLoRA, name: str, tokens: int) -> bool:
     return factored < materialise
 
 
-def apply_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, x: Any, *, backend: Any = None) -> Any:
+def apply_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, x: Any, *, backend: str | Backend | None = None) -> Any:
     """x @ dW^T for target ``name`` (x of shape (..., in)), without materialising dW."""
     al = _alignment(spec, name)
     if al is None:
         raise SpecError("target", name, _NOT_ALIGNED)
-    be = get_backend(backend) if backend is not None else backend_for(x)
+    be = resolve_backend(backend, x)
     eq, col_shape, _ = _equation(al)
     lead = tuple(x.shape[:-1])
     tokens = math.prod(lead)

@@ -13,11 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import opt_einsum
 
 from .rotation import Rotation, detect, run_rotation
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 __all__ = ["SMALL_OUTPUT", "Program", "program", "run_program"]
 
@@ -140,7 +143,7 @@ def program(equation: str, shapes: tuple[tuple[int, ...], ...]) -> Program:
     return Program(equation, tuple(steps), out_shape, tuple(tuple(c) for c in path), shapes, detect(equation))
 
 
-def _prepare(be: Any, x: Any, perm: tuple[int, ...], shape: tuple[int, ...], dense: bool = False) -> Any:
+def _prepare(be: Backend, x: Any, perm: tuple[int, ...], shape: tuple[int, ...], dense: bool = False) -> Any:
     """Permute and reshape an operand; ``dense``: make a permuted one C-contiguous first, so a
     broadcast product allocates (and writes) its result in C order."""
     if perm != tuple(range(len(perm))):
@@ -150,7 +153,7 @@ def _prepare(be: Any, x: Any, perm: tuple[int, ...], shape: tuple[int, ...], den
     return x.reshape(shape)
 
 
-def run_program(prog: Program, operands: list[Any], be: Any, out: Any = None) -> Any:
+def run_program(prog: Program, operands: list[Any], be: Backend, out: Any = None) -> Any:
     """Execute ``prog``; the result has ``prog.out_shape`` in C order (written into ``out`` if given)."""
     if out is None and prog.small:
         result = be.einsum_path(prog.equation, operands, prog.path)

@@ -24,6 +24,7 @@ import opt_einsum
 from .network import GroupNetwork
 
 if TYPE_CHECKING:
+    from .backends import Backend
     from .spec import SuperLoRA
 
 __all__ = ["Batch", "BatchLayout", "Plan", "expression"]
@@ -193,7 +194,7 @@ class Plan:
             return None
         return np.random.default_rng([seed, 0x5AF]).permutation(self.spec.num_entries)
 
-    def constants(self, backend: Any, like: Any) -> dict[str, Any]:
+    def constants(self, backend: Backend, like: Any) -> dict[str, Any]:
         """Projection constants per batch and the shuffle permutation, on like's backend/dtype/device."""
         dtype, device = backend.dtype_of(like), backend.device_of(like)
         key = (backend.name, str(dtype), str(device))
@@ -201,7 +202,7 @@ class Plan:
             self._constants[key] = self._build_constants(backend, dtype, device)
         return self._constants[key]
 
-    def _build_constants(self, backend: Any, dtype: Any, device: Any) -> dict[str, Any]:
+    def _build_constants(self, backend: Backend, dtype: Any, device: Any) -> dict[str, Any]:
         def convert(value: Any) -> Any:
             if isinstance(value, np.ndarray):
                 kind_float = value.dtype.kind == "f"

@@ -22,13 +22,16 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import fastfood_cpu, kernels
 from .hadamard import hadamard_blocks
 from .validate import check_projection_args
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 __all__ = ["Fastfood", "Gaussian", "Projection", "projection_rng"]
 
@@ -91,7 +94,7 @@ class Projection:
     def constants(self, sizes: list[int], generated: list[int], seed: int, group_ids: list[int]) -> dict:
         raise NotImplementedError
 
-    def apply(self, u: Any, consts: dict, backend: Any) -> Any:
+    def apply(self, u: Any, consts: dict, backend: Backend) -> Any:
         """Map u (B, n') to (B, n) with the batch's constants (already on u's backend).
 
         On autograd backends this is one op whose backward is the adjoint (``transpose``) and
@@ -99,15 +102,15 @@ class Projection:
         """
         return backend.linear_map(lambda v: self.forward(v, consts, backend), lambda g: self.transpose(g, consts, backend), u)
 
-    def forward(self, u: Any, consts: dict, backend: Any) -> Any:
+    def forward(self, u: Any, consts: dict, backend: Backend) -> Any:
         """F u for u of shape (B, n'), without autograd bookkeeping."""
         raise NotImplementedError
 
-    def transpose(self, g: Any, consts: dict, backend: Any) -> Any:
+    def transpose(self, g: Any, consts: dict, backend: Backend) -> Any:
         """F^T g for g of shape (B, n): the gradient of ``apply``."""
         raise NotImplementedError
 
-    def apply_range(self, u: Any, consts: dict, index: int, start: int, stop: int, backend: Any) -> Any:
+    def apply_range(self, u: Any, consts: dict, index: int, start: int, stop: int, backend: Backend) -> Any:
         """Entries [start, stop) of F u for the batch's group ``index`` (u of shape (n',)), computing
         only what those entries need (differentiable through the backend's own ops)."""
         raise NotImplementedError
@@ -153,13 +156,13 @@ class Fastfood(Projection):
             "nb": nb,
         }
 
-    def forward(self, u: Any, consts: dict, backend: Any) -> Any:
+    def forward(self, u: Any, consts: dict, backend: Backend) -> Any:
         # in host memory (NumPy, torch CPU, JAX CPU): the NumPy stage on the same bytes
         host = _numpy_consts(consts, backend)
         y = backend.host_call(lambda v: _on_numpy(self._forward, fastfood_cpu.forward, v, host()), u, (u.shape[0], consts["n"]))
         return y if y is not None else self._forward(u, consts, backend)
 
-    def _forward(self, u: Any, consts: dict, backend: Any) -> Any:
+    def _forward(self, u: Any, consts: dict, backend: Backend) -> Any:
         """The portable F u: the backend's own operations."""
         B, n_gen = u.shape
         L, nb, n = consts["L"], consts["nb"], consts["n"]
@@ -176,12 +179,12 @@ class Fastfood(Projection):
         x = backend.fwht(x, consts["blocks"])
         return x.reshape(B, nb * L)[:, :n]
 
-    def transpose(self, g: Any, consts: dict, backend: Any) -> Any:
+    def transpose(self, g: Any, consts: dict, backend: Backend) -> Any:
         host = _numpy_consts(consts, backend)
         x = backend.host_call(lambda v: _on_numpy(self._transpose, fastfood_cpu.transpose, v, host()), g, (g.shape[0], consts["generated"]))
         return x if x is not None else self._transpose(g, consts, backend)
 
-    def _transpose(self, g: Any, consts: dict, backend: Any) -> Any:
+    def _transpose(self, g: Any, consts: dict, backend: Backend) -> Any:
         """The portable F^T g: the backend's own operations."""
         B = g.shape[0]
         L, nb, n = consts["L"], consts["nb"], consts["n"]
@@ -197,7 +200,7 @@ class Fastfood(Projection):
         x = x.sum(axis=1) if nb > 1 else x.reshape(B, L)
         return x[:, : consts["generated"]]
 
-    def apply_range(self, u: Any, consts: dict, index: int, start: int, stop: int, backend: Any) -> Any:
+    def apply_range(self, u: Any, consts: dict, index: int, start: int, stop: int, backend: Backend) -> Any:
         L, nb = consts["L"], consts["nb"]
         j0, j1 = start // L, -(-stop // L)
         n_gen = u.shape[0]
@@ -212,7 +215,7 @@ class Fastfood(Projection):
         return x[start - j0 * L : stop - j0 * L]
 
 
-def _numpy_consts(consts: dict, backend: Any) -> Any:
+def _numpy_consts(consts: dict, backend: Backend) -> Any:
     """The constants as NumPy arrays, converted on first call and then kept: under ``jax.jit`` the
     host callback built at trace time runs every step with the same conversion."""
     return functools.cache(lambda: {
@@ -241,11 +244,11 @@ class Gaussian(Projection):
         ]
         return {"matrix": np.stack(mats) / math.sqrt(n)}
 
-    def forward(self, u: Any, consts: dict, backend: Any) -> Any:
+    def forward(self, u: Any, consts: dict, backend: Backend) -> Any:
         return backend.einsum("bij,bj->bi", consts["matrix"], u)
 
-    def transpose(self, g: Any, consts: dict, backend: Any) -> Any:
+    def transpose(self, g: Any, consts: dict, backend: Backend) -> Any:
         return backend.einsum("bij,bi->bj", consts["matrix"], g)
 
-    def apply_range(self, u: Any, consts: dict, index: int, start: int, stop: int, backend: Any) -> Any:
+    def apply_range(self, u: Any, consts: dict, index: int, start: int, stop: int, backend: Backend) -> Any:
         return backend.einsum("ij,j->i", consts["matrix"][index, start:stop], u)

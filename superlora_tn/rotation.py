@@ -18,7 +18,10 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 __all__ = ["Rotation", "detect", "run_rotation"]
 
@@ -60,7 +63,7 @@ def detect(equation: str) -> Rotation | None:
     return Rotation(cores[0], tuple(factors), bool(batch))
 
 
-def run_rotation(rot: Rotation, operands: list[Any], be: Any, out_shape: tuple[int, ...], out: Any = None) -> Any:
+def run_rotation(rot: Rotation, operands: list[Any], be: Backend, out_shape: tuple[int, ...], out: Any = None) -> Any:
     """Execute the chain; the result has ``out_shape`` in C order (written into ``out`` if given)."""
     t = operands[rot.core]
     if not rot.batched:

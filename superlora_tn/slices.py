@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .backends import backend_for
+from .backends import Backend, resolve_backend
 from .plan import expression
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def target_params(spec: SuperLoRA, name: str) -> list[str]:
     return [t.name for g in groups for t in spec.groups[g].tensors]
 
 
-def target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, backend: Any = None) -> Any:
+def target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, backend: str | Backend | None = None) -> Any:
     """dW of target ``name`` (its shape, scaled) computing only what covers it.
 
     ``params`` needs the names of ``target_params(spec, name)`` only. A shuffled spec spreads
@@ -56,12 +56,12 @@ def target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, backend:
     with autocast off, in the parameters' dtype, as ``spec.contract`` does.
     """
     like = next(iter(params.values()))
-    be = backend if backend is not None else backend_for(like)
+    be = resolve_backend(backend, like)
     with be.no_autocast(like) or contextlib.nullcontext():
         return _target_delta(spec, params, name, be)
 
 
-def _target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, be: Any) -> Any:
+def _target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, be: Backend) -> Any:
     target = next(t for t in spec.targets if t.name == name)
     if spec.config["shuffle"] is not None:
         from .execute import contract
@@ -74,7 +74,7 @@ def _target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, be: Any
     return delta if factor == 1.0 else delta * factor
 
 
-def group_range(spec: SuperLoRA, params: Mapping[str, Any], g: GroupNetwork, a: int, b: int, be: Any) -> Any:
+def group_range(spec: SuperLoRA, params: Mapping[str, Any], g: GroupNetwork, a: int, b: int, be: Backend) -> Any:
     """Entries [a, b) of group ``g``'s output (after its cut and projection), 1-D."""
     if g.projection is not None:
         u = _network_range(params, g, 0, g.generated, be)
@@ -92,7 +92,7 @@ def _batch_of(spec: SuperLoRA, g: GroupNetwork) -> tuple[int, int]:
     raise AssertionError(f"group {g.index} is in no batch")
 
 
-def _network_range(params: Mapping[str, Any], g: GroupNetwork, a: int, b: int, be: Any) -> Any:
+def _network_range(params: Mapping[str, Any], g: GroupNetwork, a: int, b: int, be: Backend) -> Any:
     """Entries [a, b) of the network's generated output (C order of the fold, before projection)."""
     operands = [params[t.name] for t in g.tensors]
     if g.kron_shape != g.fold:  # surplus Kronecker rows: C order of the einsum is not the fold's
@@ -122,7 +122,7 @@ def leading_rows(g: GroupNetwork, operands: list[Any], r0: int, r1: int) -> list
     return cut
 
 
-def _contract(equation: str, operands: list[Any], be: Any) -> Any:
+def _contract(equation: str, operands: list[Any], be: Backend) -> Any:
     shapes = tuple(tuple(op.shape) for op in operands)
     if len(operands) == 1:
         return be.einsum(equation, *operands)

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import SpecError
 from .base import Backend
 
-__all__ = ["Backend", "available_backends", "backend_for", "get_backend", "known_backends"]
+__all__ = ["Backend", "available_backends", "backend_for", "get_backend", "known_backends", "resolve_backend"]
 
 ENTRY_POINT_GROUP = "superlora_tn.backends"
 
@@ -101,6 +101,17 @@ def backend_for(array: Any) -> Backend:
             _by_type[cls] = backend
             return backend
     raise SpecError("params", cls.__name__, f"arrays of an installed backend {available_backends()}")
+
+
+def resolve_backend(backend: str | Backend | None, like: Any) -> Backend:
+    """The backend a public call runs on, resolved once at the entry: the one named (or given),
+    else the one ``like``'s array type implies. Everything below takes the ``Backend`` itself.
+
+    >>> import numpy as np
+    >>> resolve_backend(None, np.zeros(2)).name, resolve_backend("numpy", None).name
+    ('numpy', 'numpy')
+    """
+    return get_backend(backend) if backend is not None else backend_for(like)
 
 
 #: array type -> backend, filled by ``backend_for`` (a memo, never a "current backend")
