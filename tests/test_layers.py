@@ -50,13 +50,13 @@ LAZY_UPWARD: frozenset[tuple[str, str]] = frozenset({
     ("projection", "backends"),
 })
 
-# Within integrations, torch/ has its own order; AdaptedModel's methods (save, load, merge,
-# add_adapter, ...) reach the modules that implement them (model.py <-> io/adapters/hf).
+# Within integrations, torch/ has its own order: the operations AdaptedModel's methods delegate to
+# (adapters, io, hf) sit below model.py and take the model as an argument; loading (which injects)
+# sits above it.
 TORCH_ORDER = (("torch.targets", "torch.defaults", "torch.state", "torch.sharding", "torch.memory"),
-               ("torch.layers",), ("torch.model",), ("torch.adapters", "torch.io", "torch.hf"), ("torch",))
-TORCH_LAZY_UPWARD: frozenset[tuple[str, str]] = frozenset({
-    ("torch.model", "torch.adapters"), ("torch.model", "torch.hf"), ("torch.model", "torch.io"),
-})
+               ("torch.build", "torch.layers"), ("torch.adapters", "torch.io", "torch.hf"), ("torch.model",),
+               ("torch.loading",), ("torch",))
+TORCH_LAZY_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass

@@ -7,8 +7,8 @@ See docs/torch.md.
 """
 
 from .defaults import DEFAULT_TARGETS, PEFT_SPELLINGS
-from .hf import from_pretrained
-from .io import load, read, save
+from .io import read, save
+from .loading import from_pretrained, load
 from .model import AdaptedModel, inject
 from .targets import LayerInfo, find_targets
 

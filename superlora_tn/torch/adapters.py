@@ -34,6 +34,7 @@ from ..errors import SpecError
 from ..factored import factored_supported
 from ..slices import target_params
 from ..spec import SuperLoRA
+from .build import build_spec, check_dropout, spec_layers
 from .layers import AdaptedForward
 from .memory import choose_memory_mode, shared_targets
 from .targets import Selector, find_targets
@@ -66,7 +67,6 @@ def add_adapter(adapted: AdaptedModel, name: str, spec: Mapping[str, Any] | Supe
                 memory: str | int = "auto") -> None:
     """Add an inactive adapter ``name`` with its own spec and targets (defaults: the model's)."""
     from .defaults import default_targets
-    from .model import _build_spec, _check_dropout, _spec_layers
 
     check_name(name)
     if name in adapted.adapter_names:
@@ -75,10 +75,10 @@ def add_adapter(adapted: AdaptedModel, name: str, spec: Mapping[str, Any] | Supe
         raise SpecError("add_adapter", "a merged model", "an unmerged model (call unmerge() first)")
     model = adapted.base_model
     if targets is None and isinstance(spec, SuperLoRA):
-        layers = _spec_layers(model, spec)
+        layers = spec_layers(model, spec)
     else:
         layers = find_targets(model, default_targets(model) if targets is None else targets, exclude)
-    built = _build_spec(layers, spec)
+    built = build_spec(layers, spec)
     clash = [info.name for info in layers for h in adapted.head_names if info.name == h or info.name.startswith(h + ".")]
     if clash:
         raise SpecError("targets", clash[:4], "layers outside the heads (modules_to_save)")
@@ -91,7 +91,7 @@ def add_adapter(adapted: AdaptedModel, name: str, spec: Mapping[str, Any] | Supe
     adapted._slots[name] = {
         "spec": built, "layers": {info.name: info for info in layers}, "_shared": shared,
         "memory": choose_memory_mode(memory, built, shared, values),
-        "_params_of": {info.name: target_params(built, info.name) for info in layers}, "dropout": _check_dropout(dropout),
+        "_params_of": {info.name: target_params(built, info.name) for info in layers}, "dropout": check_dropout(dropout),
     }
     for info in layers:  # install the forward once for each layer any adapter targets
         if info.name not in adapted._forwards:

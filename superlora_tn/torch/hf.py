@@ -1,12 +1,12 @@
 """Hugging Face conventions for ``AdaptedModel``: the wrapped model's signature, adapter-only
-state dicts (so ``Trainer`` checkpoints hold the adapter), and ``from_pretrained``.
+state dicts (so ``Trainer`` checkpoints hold the adapter); ``from_pretrained`` is in ``loading``.
 
 ``transformers.Trainer`` is used exactly as with a PEFT model (no subclass, no callback). It reads
 these from the model it is given, and each is answered here:
 
 - ``inspect.signature(model.forward)`` (``remove_unused_columns=True`` keeps the dataset columns
   it names) and ``find_labels(type(model))`` (``label_names``): ``inject`` gives the returned
-  model the class ``Adapted<BaseClass>`` (:func:`adapted_class`, cached per base class), a
+  model the class ``Adapted<BaseClass>`` (``model.adapted_class``, cached per base class), a
   subclass of ``AdaptedModel`` whose ``forward`` carries the base class's signature;
 - ``model.state_dict()``, which ``Trainer._save`` writes to ``model.safetensors`` for any model
   that is not a ``PreTrainedModel``/``PeftModel`` (``save_model`` and every checkpoint):
@@ -29,7 +29,6 @@ these from the model it is given, and each is answered here:
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -45,41 +44,11 @@ from ..spec import SuperLoRA
 if TYPE_CHECKING:
     from .model import AdaptedModel
 
-__all__ = ["EXTRA_STATE", "TRAINER_WEIGHTS", "adapted_class", "adapter_config", "check_config", "from_pretrained",
+__all__ = ["EXTRA_STATE", "TRAINER_WEIGHTS", "adapter_config", "check_config", "decode", "encode", "filtered_state_dict",
            "read_state_dict_file", "trainable_keys"]
 
 EXTRA_STATE = "_extra_state"
 TRAINER_WEIGHTS = "model.safetensors"  # what Trainer._save writes for a model that is not a PreTrainedModel
-
-_CLASSES: dict[type, type] = {}
-
-
-def adapted_class(base: type) -> type:
-    """``Adapted<Base>``: an ``AdaptedModel`` subclass whose ``forward`` has ``base.forward``'s signature."""
-    from .model import AdaptedModel
-
-    cls = _CLASSES.get(base)
-    if cls is None:
-
-        def forward(self: AdaptedModel, *args: Any, **kwargs: Any) -> Any:
-            return self.base_model(*args, **kwargs)
-
-        try:
-            forward.__signature__ = inspect.signature(base.forward)  # type: ignore[attr-defined]
-        except (TypeError, ValueError):
-            pass
-        forward.__doc__ = AdaptedModel.forward.__doc__
-        name = f"Adapted{base.__name__}"
-        cls = type(name, (AdaptedModel,), {"forward": forward, "__module__": AdaptedModel.__module__, "__qualname__": name,
-                                           "_superlora_tn_base_class": base})
-        _CLASSES[base] = cls
-    return cls
-
-
-def remake(base: type) -> Any:
-    """Unpickling: an empty instance of ``adapted_class(base)`` (its state is set by ``__setstate__``)."""
-    return nn.Module.__new__(adapted_class(base))
-
 
 def adapter_config(adapted: AdaptedModel) -> dict[str, Any]:
     """The adapter config that ``save`` writes (format, version, spec, layer kinds, heads, dropout)."""
@@ -110,14 +79,14 @@ def decode(state: Any) -> dict[str, Any]:
 
 def check_config(adapted: AdaptedModel, config: Mapping[str, Any]) -> None:
     """SpecError unless ``config`` (from a state dict) describes ``adapted``'s adapter."""
-    from .io import ADAPTER_FORMAT, ADAPTER_VERSION, _spec_diff
+    from .io import ADAPTER_FORMAT, ADAPTER_VERSION, spec_diff
     from .state import check_merge_state
 
     if config.get("format") != ADAPTER_FORMAT or config.get("version") != ADAPTER_VERSION:
         raise SpecError("format", (config.get("format"), config.get("version")), f"({ADAPTER_FORMAT!r}, {ADAPTER_VERSION})")
     saved = SuperLoRA.from_dict(config["spec"])
     if saved != adapted.spec:
-        raise SpecError("spec", _spec_diff(saved, adapted.spec)[:6], "the spec the state dict was saved with (saved vs this model)")
+        raise SpecError("spec", spec_diff(saved, adapted.spec)[:6], "the spec the state dict was saved with (saved vs this model)")
     if list(config.get("modules_to_save") or []) != list(adapted.head_names):
         raise SpecError("modules_to_save", config.get("modules_to_save"), f"this model's heads {list(adapted.head_names)}")
     if config.get("adapter_name", adapted.active_adapter) != adapted.active_adapter:
@@ -158,43 +127,3 @@ def read_state_dict_file(path: Any) -> tuple[dict[str, Any], dict[str, torch.Ten
         raise SpecError("path", str(path), f"an adapter directory (adapter_config.json) or a Trainer checkpoint whose {TRAINER_WEIGHTS} "
                         "holds an AdaptedModel state dict")
     return decode(state[EXTRA_STATE]), state
-
-
-def from_pretrained(model: nn.Module, path: Any, **kwargs: Any) -> AdaptedModel:
-    """PEFT's name for :func:`superlora_tn.torch.load`: inject the adapter saved in ``path`` into ``model``.
-
-    ``path`` is a directory written by ``save``/``save_pretrained`` (several adapters: ``default``
-    in ``path``, each other one in a subdirectory named after it, all loaded, ``default`` active)
-    or by ``Trainer`` (``save_model`` or a ``checkpoint-N`` folder: its ``model.safetensors`` holds
-    ``AdaptedModel.state_dict()``). Keyword arguments are those of ``load`` (``spec``,
-    ``factored``, ``is_trainable``).
-    """
-    from .io import CONFIG_NAME, load
-    from .model import inject
-
-    root = Path(path)
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and (d / CONFIG_NAME).is_file()) if root.is_dir() else []
-    if (root / CONFIG_NAME).is_file() or (subdirs and not (root / TRAINER_WEIGHTS).is_file()):
-        adapted = load(model, root if (root / CONFIG_NAME).is_file() else subdirs[0], **kwargs)
-        if not (root / CONFIG_NAME).is_file():
-            adapted.active_adapter = subdirs.pop(0).name
-        for sub in subdirs:
-            adapted.load_adapter(sub, adapter_name=sub.name)
-        return adapted
-    if not (root / TRAINER_WEIGHTS).is_file():
-        return load(model, path, **kwargs)
-    unknown = sorted(set(kwargs) - {"factored", "is_trainable"})
-    if unknown:
-        raise SpecError("from_pretrained", unknown, "factored= or is_trainable= for a Trainer checkpoint")
-    config, state = read_state_dict_file(path)
-    dtype = next((v.dtype for k, v in state.items() if k.startswith("adapter.")), torch.float32)
-    adapted = inject(model, None, SuperLoRA.from_dict(config["spec"]), modules_to_save=config.get("modules_to_save") or None,
-                     factored=kwargs.get("factored", "auto"), adapter_dtype=dtype, dropout=float(config.get("dropout", 0.0)),
-                     adapter_name=config.get("adapter_name", "default"))
-    for name, spec in (config.get("inactive_adapters") or {}).items():
-        adapted.add_adapter(name, SuperLoRA.from_dict(spec))
-    adapted.load_state_dict(state)  # strict: every adapter and head, checked against the config first
-    if not kwargs.get("is_trainable", True):
-        for p in adapted.parameters():
-            p.requires_grad_(False)
-    return adapted

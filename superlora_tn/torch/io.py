@@ -25,18 +25,20 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..errors import SpecError
 from ..spec import SuperLoRA
-from .model import AdaptedModel, check_spec_keys, inject
 from .sharding import full_tensor, writes_files
-from .targets import check_injectable, layer_kind, target_shape
 
-__all__ = ["ADAPTER_FORMAT", "ADAPTER_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "load", "load_into", "read", "save"]
+if TYPE_CHECKING:
+    from .model import AdaptedModel
+
+__all__ = ["ADAPTER_FORMAT", "ADAPTER_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "check_tensors", "copy_values", "load_into", "read",
+           "save", "spec_diff"]
 
 ADAPTER_FORMAT = "superlora_tn.adapter"
 ADAPTER_VERSION = 1
@@ -158,7 +160,7 @@ def read(path: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return config, tensors
 
 
-def _spec_diff(a: SuperLoRA, b: SuperLoRA) -> list[str]:
+def spec_diff(a: SuperLoRA, b: SuperLoRA) -> list[str]:
     da, db = a.to_dict(), b.to_dict()
     diff = []
     if da["targets"] != db["targets"]:
@@ -173,7 +175,7 @@ def _spec_diff(a: SuperLoRA, b: SuperLoRA) -> list[str]:
 Heads = dict[str, dict[str, torch.Tensor]]
 
 
-def _check_tensors(spec: SuperLoRA, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+def check_tensors(spec: SuperLoRA, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
                    model: nn.Module, adapter_dtype: torch.dtype | None) -> tuple[dict[str, torch.Tensor], Heads]:
     """(adapter params, heads' states) of a saved adapter, every name, shape and dtype checked
     against ``spec`` and ``model``: a SpecError here means nothing has been touched."""
@@ -215,7 +217,7 @@ def _check_tensors(spec: SuperLoRA, config: Mapping[str, Any], tensors: Mapping[
     return params, heads
 
 
-def _copy(adapted: AdaptedModel, params: Mapping[str, torch.Tensor], heads: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+def copy_values(adapted: AdaptedModel, params: Mapping[str, torch.Tensor], heads: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
     """Copy checked values in (after ``_check_tensors``: nothing here can refuse)."""
     modules = dict(adapted.base_model.named_modules())
     with torch.no_grad():
@@ -243,50 +245,6 @@ def load_into(adapted: AdaptedModel, path: Any) -> None:
     config, tensors = read(path)
     saved = SuperLoRA.from_dict(config["spec"])
     if saved != adapted.spec:
-        raise SpecError("spec", _spec_diff(saved, adapted.spec)[:6], "the spec the adapter was saved with (saved vs this model)")
-    params, heads = _check_tensors(saved, config, tensors, adapted.base_model, adapted.adapter_dtype)
-    _copy(adapted, params, heads)
-
-
-def load(model: nn.Module, path: Any, *, spec: Mapping[str, Any] | SuperLoRA | None = None, factored: bool | str = "auto",
-         is_trainable: bool = True) -> AdaptedModel:
-    """Inject the saved adapter into ``model`` and load its values (bit-exact).
-
-    ``spec``: optionally the spec the caller expects (a SuperLoRA, or its arguments for the saved
-    targets); a different saved spec raises a ``SpecError`` naming the fields that differ. The
-    model's layers must have the saved target names and shapes, or a ``SpecError`` names them.
-    """
-    config, tensors = read(path)
-    saved = SuperLoRA.from_dict(config["spec"])
-    if spec is not None:
-        if not isinstance(spec, SuperLoRA):
-            if not isinstance(spec, Mapping):
-                raise SpecError("spec", type(spec).__name__, "None, a SuperLoRA, or a dict of SuperLoRA arguments")
-            check_spec_keys(spec)
-        expected = spec if isinstance(spec, SuperLoRA) else SuperLoRA(saved.target_shapes, **dict(spec))
-        if expected != saved:
-            raise SpecError("spec", _spec_diff(saved, expected)[:6], "the spec the adapter was saved with (saved vs expected)")
-    modules = dict(model.named_modules())
-    for name, shape in saved.target_shapes.items():
-        module = modules.get(name)
-        kind = None if module is None else layer_kind(module)
-        if kind is None:
-            raise SpecError("targets", name, "a supported layer of this model (the saved adapter targets it)")
-        if target_shape(module, kind) != shape:
-            raise SpecError(f"targets[{name!r}]", f"saved shape {shape}", f"the model's weight shape {target_shape(module, kind)}")
-        if config["layers"].get(name, kind) != kind:
-            raise SpecError(f"targets[{name!r}]", f"saved kind {config['layers'][name]}", f"this model's layer kind {kind}")
-    check_injectable(model, list(saved.target_shapes))
-    params, heads = _check_tensors(saved, config, tensors, model, None)
-    adapted = inject(model, None, saved, modules_to_save=config.get("modules_to_save") or None,
-                     factored=factored, adapter_dtype=next(iter(params.values())).dtype,
-                     dropout=float(config.get("dropout", 0.0)))
-    try:
-        _copy(adapted, params, heads)
-    except BaseException:
-        adapted.unload()  # not expected (everything was checked); never leave the model half-injected
-        raise
-    if not is_trainable:
-        for p in adapted.parameters():
-            p.requires_grad_(False)
-    return adapted
+        raise SpecError("spec", spec_diff(saved, adapted.spec)[:6], "the spec the adapter was saved with (saved vs this model)")
+    params, heads = check_tensors(saved, config, tensors, adapted.base_model, adapted.adapter_dtype)
+    copy_values(adapted, params, heads)

@@ -25,63 +25,19 @@ from torch import nn
 from ..backends import get_backend
 from ..errors import SpecError
 from ..slices import target_delta, target_params
-from ..spec import SPEC_ARGUMENTS, SuperLoRA
+from ..spec import SuperLoRA
+from . import adapters as _adapters
+from . import hf as _hf
+from . import io as _io
 from . import state as _state
+from .build import build_spec, check_dropout, spec_layers
 from .defaults import default_targets, refuse_peft_spelling
 from .layers import AdaptedForward
 from .memory import choose_memory_mode, shared_targets
 from .sharding import is_sharded
-from .targets import LayerInfo, Selector, check_injectable, find_targets, layer_kind, matches, target_shape
+from .targets import LayerInfo, Selector, check_injectable, find_targets, matches
 
 __all__ = ["AdaptedModel", "inject"]
-
-
-def _build_spec(layers: list[LayerInfo], spec: Mapping[str, Any] | SuperLoRA | None) -> SuperLoRA:
-    shapes = {info.name: info.shape for info in layers}
-    if isinstance(spec, SuperLoRA):
-        if spec.target_shapes != shapes:  # same names and shapes; the spec's order (dW_all's) is kept
-            diff = [f"{n}: spec {spec.target_shapes.get(n)} vs model {shapes.get(n)}"
-                    for n in dict.fromkeys([*spec.target_shapes, *shapes]) if spec.target_shapes.get(n) != shapes.get(n)]
-            raise SpecError("spec.targets", diff[:4], "the matched layers' names and weight shapes, in model order")
-        return spec
-    if spec is None:
-        spec = {}
-    if not isinstance(spec, Mapping):
-        raise SpecError("spec", type(spec).__name__, "a dict of SuperLoRA arguments or a SuperLoRA instance")
-    if "targets" in spec:
-        raise SpecError("spec['targets']", spec["targets"], "no targets in spec: inject() finds them in the model")
-    check_spec_keys(spec)
-    return SuperLoRA(shapes, **dict(spec))
-
-
-def _check_dropout(dropout: Any) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
-        raise SpecError("dropout", dropout, "a probability p with 0 <= p < 1 (dropout on each adapted layer's input)")
-    return float(dropout)
-
-
-def _spec_layers(model: nn.Module, spec: SuperLoRA) -> list[LayerInfo]:
-    """The layers of a ``SuperLoRA`` whose target names are module names of ``model``."""
-    modules = dict(model.named_modules())
-    layers = []
-    for name in spec.target_shapes:
-        module = modules.get(name) if name else None
-        kind = None if module is None else layer_kind(module)
-        if kind is None:
-            raise SpecError("spec.targets", name, "names of supported layers (Linear, Conv1d/2d, GPT-2 Conv1D) of this model")
-        layers.append(LayerInfo(name, kind, target_shape(module, kind)))
-    return layers
-
-
-def check_spec_keys(spec: Mapping[str, Any]) -> None:
-    """SpecError for keys that are not SuperLoRA arguments (instead of a raw TypeError); a PEFT
-    spelling (``r``, ``lora_alpha``) names this library's argument."""
-    allowed = list(SPEC_ARGUMENTS)  # the keyword arguments (not the constructor's **unknown catch-all)
-    unknown = sorted(str(k) for k in spec if k not in allowed)
-    for key in unknown:
-        refuse_peft_spelling(f"spec[{key!r}]", key)
-    if unknown:
-        raise SpecError("spec", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")
 
 
 class AdaptedModel(nn.Module):
@@ -98,12 +54,11 @@ class AdaptedModel(nn.Module):
                  adapter_dtype: torch.dtype = torch.float32, memory: str | int = "auto", dropout: float = 0.0,
                  adapter_name: str = "default") -> None:
         super().__init__()
-        from .adapters import check_name
 
         if factored not in (True, False, "auto"):
             raise SpecError("factored", factored, 'True, False or "auto"')
-        self.dropout = _check_dropout(dropout)
-        self.active_adapter = check_name(adapter_name)
+        self.dropout = check_dropout(dropout)
+        self.active_adapter = _adapters.check_name(adapter_name)
         self._slots: dict[str, dict[str, Any]] = {}  # the inactive adapters' settings (adapters.py)
         self.merged_adapters: list[str] = []
         self._factored = factored
@@ -153,8 +108,6 @@ class AdaptedModel(nn.Module):
             module = modules[info.name]
             self._forwards[info.name] = module.forward = AdaptedForward(self, module, info, factored)
         if type(self) is AdaptedModel:  # Adapted<Base>: forward with the base class's signature (hf.py)
-            from .hf import adapted_class
-
             self.__class__ = adapted_class(type(model))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -220,21 +173,18 @@ class AdaptedModel(nn.Module):
     def add_adapter(self, adapter_name: str, spec: Mapping[str, Any] | SuperLoRA | None = None, **kwargs: Any) -> None:
         """Add an inactive adapter with its own spec; ``targets=``, ``exclude=``, ``zero_init=``,
         ``dropout=``, ``memory=`` as in ``inject`` (targets default to the model's defaults)."""
-        from .adapters import add_adapter
 
-        add_adapter(self, adapter_name, spec, **kwargs)
+        _adapters.add_adapter(self, adapter_name, spec, **kwargs)
 
     def set_adapter(self, adapter_name: str) -> None:
         """Activate ``adapter_name``: the model runs and trains it (no re-injection)."""
-        from .adapters import set_adapter
 
-        set_adapter(self, adapter_name)
+        _adapters.set_adapter(self, adapter_name)
 
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an inactive adapter."""
-        from .adapters import delete_adapter
 
-        delete_adapter(self, adapter_name)
+        _adapters.delete_adapter(self, adapter_name)
 
     # ----------------------------------------------------------------- behave like the wrapped model
     def __getattr__(self, name: str) -> Any:
@@ -253,8 +203,6 @@ class AdaptedModel(nn.Module):
         base = type(self).__dict__.get("_superlora_tn_base_class")
         if base is None:
             return super().__reduce_ex__(protocol)
-        from .hf import remake
-
         return remake, (base,), self.__getstate__()
 
     def get_base_model(self) -> nn.Module:
@@ -285,19 +233,17 @@ class AdaptedModel(nn.Module):
         (the adapter config). The frozen base is the model you load; ``base_model.state_dict()`` has it."""
         if args:
             raise TypeError("AdaptedModel.state_dict takes keyword arguments only (destination=, prefix=, keep_vars=)")
-        from .hf import filtered_state_dict
 
-        return filtered_state_dict(self, destination, prefix, keep_vars)
+        return _hf.filtered_state_dict(self, destination, prefix, keep_vars)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Load a state dict (this model's ``state_dict()`` or a full one); the frozen base keys are
         never reported missing. The saved config is checked before anything is copied."""
         from torch.nn.modules.module import _IncompatibleKeys
 
-        from .hf import trainable_keys
 
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        own = set(trainable_keys(self, result.missing_keys))
+        own = set(_hf.trainable_keys(self, result.missing_keys))
         missing = [k for k in result.missing_keys if k in own]
         if strict and (missing or result.unexpected_keys):
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}: missing keys {missing}, "
@@ -306,14 +252,12 @@ class AdaptedModel(nn.Module):
 
     def get_extra_state(self) -> torch.Tensor:
         """The adapter config (spec, layer kinds, heads) as a uint8 tensor of JSON."""
-        from .hf import adapter_config, encode
 
-        return encode(adapter_config(self))
+        return _hf.encode(_hf.adapter_config(self))
 
     def set_extra_state(self, state: Any) -> None:
-        from .hf import check_config, decode
 
-        check_config(self, decode(state))
+        _hf.check_config(self, _hf.decode(state))
 
     def deltas(self) -> dict[str, torch.Tensor]:
         """dW of every target, name -> tensor in the target's shape (one batched contraction)."""
@@ -396,22 +340,20 @@ class AdaptedModel(nn.Module):
     def merge(self, safe_merge: bool = False, adapter_names: Sequence[str] | None = None) -> None:
         """W <- W + dW for every target; the hooks then add nothing. ``safe_merge`` refuses NaN/inf.
         ``adapter_names``: the adapters whose dW are added (default: the active one)."""
-        from .adapters import merge, merge_names
 
         self._check_loaded()
         if self.merged:
             raise SpecError("merge", "already merged", "an unmerged adapter")
-        names = merge_names(self, adapter_names)
+        names = _adapters.merge_names(self, adapter_names)
         if names == [self.active_adapter]:
             self._add(+1.0, safe_merge)
         else:
-            merge(self, names, safe_merge)
+            _adapters.merge(self, names, safe_merge)
         self.merged = True
         self.merged_adapters = names
 
     def unmerge(self) -> None:
         """W <- W - dW (restores the base weights to float32 round-off)."""
-        from .adapters import unmerge
 
         self._check_loaded()
         if not self.merged:
@@ -419,7 +361,7 @@ class AdaptedModel(nn.Module):
         if self.merged_adapters in ([], [self.active_adapter]):
             self._add(-1.0, False)
         else:
-            unmerge(self, self.merged_adapters)
+            _adapters.unmerge(self, self.merged_adapters)
         self.merged = False
         self.merged_adapters = []
 
@@ -471,15 +413,13 @@ class AdaptedModel(nn.Module):
         Several adapters: ``default`` in ``path``, each other one in ``path/<name>`` (as PEFT)."""
         from pathlib import Path
 
-        from .adapters import activated
-        from .io import save
 
         if not self._slots:
-            save(self, path)
+            _io.save(self, path)
             return
         for name in self.adapter_names:
-            with activated(self, name):
-                save(self, path if name == "default" else Path(path) / name)
+            with _adapters.activated(self, name):
+                _io.save(self, path if name == "default" else Path(path) / name)
 
     def save_pretrained(self, save_directory: Any) -> None:
         """PEFT's name for :meth:`save` (``superlora_tn.torch.from_pretrained`` reads it back)."""
@@ -488,17 +428,15 @@ class AdaptedModel(nn.Module):
     def load_adapter(self, path: Any, adapter_name: str | None = None) -> None:
         """Load saved adapter values into this model; the saved spec must equal ``self.spec``.
         ``adapter_name``: load into that adapter instead, adding it (with the saved spec) if new."""
-        from .adapters import activated
-        from .io import load_into, read
 
         if adapter_name is None or adapter_name == self.active_adapter:
-            load_into(self, path)
+            _io.load_into(self, path)
             return
         if adapter_name not in self._slots:
-            config, _ = read(path)
+            config, _ = _io.read(path)
             self.add_adapter(adapter_name, SuperLoRA.from_dict(config["spec"]), dropout=float(config.get("dropout", 0.0)))
-        with activated(self, adapter_name):
-            load_into(self, path)
+        with _adapters.activated(self, adapter_name):
+            _io.load_into(self, path)
 
 
 def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] | SuperLoRA | None = None, *,
@@ -543,13 +481,41 @@ def inject(model: nn.Module, targets: Selector = None, spec: Mapping[str, Any] |
     if targets is None and not isinstance(spec, SuperLoRA):
         targets = default_targets(model)
     if targets is None and isinstance(spec, SuperLoRA):  # the spec's target names are exact module names
-        layers = _spec_layers(model, spec)
+        layers = spec_layers(model, spec)
     else:
         layers = find_targets(model, targets, exclude)
     check_injectable(model, [info.name for info in layers], modules_to_save=modules_to_save, factored=factored)
-    return AdaptedModel(model, _build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
+    return AdaptedModel(model, build_spec(layers, spec), layers, modules_to_save=modules_to_save or (),
                         factored=factored, zero_init=zero_init, adapter_dtype=adapter_dtype, memory=memory, dropout=dropout,
                         adapter_name=adapter_name)
+
+
+_CLASSES: dict[type, type] = {}
+
+
+def adapted_class(base: type) -> type:
+    """``Adapted<Base>``: an ``AdaptedModel`` subclass whose ``forward`` has ``base.forward``'s signature."""
+    cls = _CLASSES.get(base)
+    if cls is None:
+
+        def forward(self: AdaptedModel, *args: Any, **kwargs: Any) -> Any:
+            return self.base_model(*args, **kwargs)
+
+        try:
+            forward.__signature__ = inspect.signature(base.forward)  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            pass
+        forward.__doc__ = AdaptedModel.forward.__doc__
+        name = f"Adapted{base.__name__}"
+        cls = type(name, (AdaptedModel,), {"forward": forward, "__module__": AdaptedModel.__module__, "__qualname__": name,
+                                           "_superlora_tn_base_class": base})
+        _CLASSES[base] = cls
+    return cls
+
+
+def remake(base: type) -> Any:
+    """Unpickling: an empty instance of ``adapted_class(base)`` (its state is set by ``__setstate__``)."""
+    return nn.Module.__new__(adapted_class(base))
 
 
 def _dropper(store: dict[str, torch.Tensor], name: str) -> Any:
