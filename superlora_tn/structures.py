@@ -10,6 +10,8 @@ zeroed at init, the init scale, and its textbook (native) form through
 - ``cp``: identity super-diagonal core, factor matrices A_m (n_m, r) sharing one rank index.
 - ``lora`` (M = 2): T = A_0 A_1^T, no core.
 - ``dense``: T is a free tensor.
+- ``tt``: a tensor train of cores G_m (r_m, n_m, r_{m+1}), boundary ranks r_0 = r_M = 1 dropped,
+  M - 1 bond ranks.
 
 :func:`register_structure` adds a structure under a new name (it refuses to replace one), the
 way ``opt_einsum.paths.register_path_fn`` adds a path function.
@@ -299,8 +301,75 @@ class Dense(Structure):
         return {"dense": x}
 
 
+class TT(Structure):
+    """Tensor-train cores (TT-LoRA, LoRETTA): T[i_0..i_{M-1}] = G_0[i_0, :] G_1[:, i_1, :] ... G_{M-1}[:, i_{M-1}].
+
+    G_m (r_m, n_m, r_{m+1}) with the boundary ranks r_0 = r_M = 1 dropped: G_0 (n_0, r_1), G_{M-1}
+    (r_{M-1}, n_{M-1}). ``rank`` gives the M - 1 bond ranks: an int is every bond, a tuple lists
+    them. Each core is drawn N(0, 1/(its first size)), so T's entries have variance 1/n_0 whatever
+    the bond ranks; the last core is the zero block.
+    """
+
+    name = "tt"
+
+    def ranks(self, shape: tuple[int, ...], rank: Any, identity: tuple[int, ...], given: Any) -> tuple[int, ...]:
+        M = len(shape)
+        if is_positive_int(rank):
+            return (int(rank),) * (M - 1)
+        if isinstance(rank, tuple) and len(rank) == M - 1 and all(is_positive_int(r) for r in rank):
+            return tuple(int(r) for r in rank)
+        raise SpecError("rank", given, f"a positive int (every bond) or a tuple of {M - 1} bond ranks for tt on {M} modes, "
+                                       "or a list of those per factor")
+
+    def param_shapes(self, f: FactorSpec) -> dict[str, tuple[int, ...]]:
+        r, last, shapes = (1, *f.ranks, 1), len(f.shape) - 1, {}
+        for m, n in enumerate(f.shape):
+            left = (r[m],) if m > 0 else ()
+            right = (r[m + 1],) if m < last else ()
+            shapes[f"G{m}"] = (*left, n, *right)
+        return shapes
+
+    def terms(self, f: FactorSpec, out: tuple[str, ...], new_symbol: Callable[[], str]) -> dict[str, str]:
+        bonds = ["", *(new_symbol() for _ in out[1:]), ""]
+        return {f"G{m}": bonds[m] + o + bonds[m + 1] for m, o in enumerate(out)}
+
+    def zero_block(self, f: FactorSpec) -> str:
+        return f"G{len(f.shape) - 1}"
+
+    def init_divisor(self, local: str, shape: tuple[int, ...]) -> float:
+        return math.sqrt(shape[0])
+
+    def cores(self, f: FactorSpec, get: Getter) -> list[Any]:
+        """The cores as tensorly stores them: every core 3-way (r_m, n_m, r_{m+1}), r_0 = r_M = 1."""
+        r = (1, *f.ranks, 1)
+        return [get(f"G{m}").reshape(r[m], n, r[m + 1]) for m, n in enumerate(f.shape)]
+
+    def from_cores(self, f: FactorSpec, cores: Any, field: str) -> dict[str, Any]:
+        """Inverse of :meth:`cores`: the stored parameters (boundary ranks dropped)."""
+        if len(cores) != len(f.shape):
+            raise SpecError(field, f"{len(cores)} cores", f"{len(f.shape)} cores (one per mode)")
+        r, shapes = (1, *f.ranks, 1), self.param_shapes(f)
+        out = {}
+        for m, (G, n) in enumerate(zip(cores, f.shape)):
+            shape_check(f"{field}[{m}]", G, (r[m], n, r[m + 1]))
+            out[f"G{m}"] = G.reshape(*shapes[f"G{m}"])
+        return out
+
+    def native(self, f: FactorSpec, get: Getter) -> Any:
+        if len(f.shape) == 2:  # G_0 (n_0, r) G_1 (r, n_1): a LoRA pair
+            return (get("G0"), get("G1"))
+        return ref.tt_to_tensor(self.cores(f, get))
+
+    def from_lora(self, f: FactorSpec, B: Any, A: Any, field: str) -> dict[str, Any]:
+        if len(f.shape) != 2:
+            raise SpecError("structure", self.name, "a 2-mode tt factor for from_lora (G_0 = B, G_1 = A)")
+        shape_check(f"{field}[1]", B, (f.shape[0], f.ranks[0]))
+        shape_check(f"{field}[0]", A, (f.ranks[0], f.shape[1]))
+        return {"G0": B, "G1": A}
+
+
 #: name -> Structure, the built-in structures. Extend with :func:`register_structure`.
-STRUCTURE_REGISTRY: dict[str, Structure] = {s.name: s for s in (Tucker(), CP(), LoRA(), Dense())}
+STRUCTURE_REGISTRY: dict[str, Structure] = {s.name: s for s in (Tucker(), CP(), LoRA(), Dense(), TT())}
 
 #: The built-in structure names.
 STRUCTURES: tuple[str, ...] = tuple(STRUCTURE_REGISTRY)

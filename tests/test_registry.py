@@ -45,6 +45,7 @@ VARIANT_ROWS: dict[str, tuple[st.SearchStrategy, dict[str, st.SearchStrategy]]] 
     "lorta": (matrices(), {"order": st.integers(3, 4), "groups": st.integers(1, 2)}),
     "cp": (matrices(), {"order": st.integers(3, 4), "groups": st.integers(1, 2)}),
     "loha": (matrices(), {"alpha": st.sampled_from([None, 8.0])}),
+    "tt": (matrices(), {"order": st.integers(3, 5), "alpha": st.sampled_from([None, 4.0])}),
 }
 
 
@@ -83,6 +84,7 @@ STRUCTURE_ROWS: dict[str, dict] = {
     "cp": dict(groups=1, fold="balanced", order=3, rank=3),
     "lora": dict(rank=3),
     "dense": dict(groups=2, fold="balanced", order=2),
+    "tt": dict(groups=1, fold="balanced", order=4, rank=(2, 3, 2)),
 }
 
 

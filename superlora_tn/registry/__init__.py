@@ -9,7 +9,7 @@ replace one), the way ``opt_einsum.paths.register_path_fn`` adds a path function
 structures have their own table, ``structures.STRUCTURE_REGISTRY``.
 
 >>> tuple(VARIANT_REGISTRY)
-('dense', 'lora', 'lokr', 'lonkr', 'lotr', 'lorta', 'cp', 'loha')
+('dense', 'lora', 'lokr', 'lonkr', 'lotr', 'lorta', 'cp', 'loha', 'tt')
 >>> variant_named("lokr").display
 'LoKr'
 """
@@ -28,11 +28,12 @@ from .lonkr import LONKR
 from .lora import LORA
 from .lorta import LORTA
 from .lotr import LOTR
+from .tt import TT
 
 __all__ = ["VARIANT_REGISTRY", "Variant", "register_variant", "variant_named"]
 
 #: name -> Variant, in the order of docs/reductions.md. Extend with :func:`register_variant`.
-VARIANT_REGISTRY: dict[str, Variant] = {v.name: v for v in (DENSE, LORA, LOKR, LONKR, LOTR, LORTA, CP, LOHA)}
+VARIANT_REGISTRY: dict[str, Variant] = {v.name: v for v in (DENSE, LORA, LOKR, LONKR, LOTR, LORTA, CP, LOHA, TT)}
 
 
 def register_variant(variant: Variant) -> Variant:
