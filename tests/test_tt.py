@@ -132,5 +132,8 @@ def test_tt_draws_as_a_chain(tmp_path):
     lay = factor_layout(spec.groups[0], 0)
     assert sorted(label for *_, label in lay["bonds"]) == ["e=2", "f=3", "g=4"]  # G0-G1-G2-G3, no hub, no core
     assert len(lay["legs"]) == 4
+    xs = [lay["nodes"][t.name][:2] for t in spec.groups[0].tensors]  # a row, in chain order, legs down
+    assert [y for _, y in xs] == [0.0] * 4 and [x for x, _ in xs] == sorted(x for x, _ in xs)
+    assert {angle for _, angle, _ in lay["legs"]} == {-math.pi / 2}
     spec.draw(0, tmp_path / "tt.svg")
     assert (tmp_path / "tt.svg").stat().st_size > 1000
