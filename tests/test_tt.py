@@ -137,3 +137,25 @@ def test_tt_draws_as_a_chain(tmp_path):
     assert {angle for _, angle, _ in lay["legs"]} == {-math.pi / 2}
     spec.draw(0, tmp_path / "tt.svg")
     assert (tmp_path / "tt.svg").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("factored", [True, False])
+def test_torch_model_with_tt_adapters(factored):
+    """inject: the adapted forward (factored or through dW) is the base model with W + dW, dW by the TT formula."""
+    torch = pytest.importorskip("torch")
+    from superlora_tn.torch import inject
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 20), torch.nn.ReLU(), torch.nn.Linear(20, 12)).double()
+    x = torch.randn(4, 12, dtype=torch.float64)
+    base = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    adapted = inject(model, targets=["0", "2"], spec=dict(fold="natural", order=3, structure="tt", rank=(2, 3), alpha=6.0),
+                     zero_init=False, factored=factored, adapter_dtype=torch.float64)
+    spec = adapted.spec
+    assert spec.identify() == "tt"
+    named = {n.rsplit(".", 1)[-1]: p for n, p in adapted.named_parameters() if p.requires_grad}
+    params = {k: named[k] for k in spec.param_shapes}
+    want = reductions.reference_deltas(spec, params, "tt")
+    h = x @ (base["0"] + want["0"]).T + model[0].bias
+    expected = torch.relu(h) @ (base["2"] + want["2"]).T + model[2].bias
+    torch.testing.assert_close(adapted(x), expected, rtol=1e-10, atol=1e-10)
