@@ -61,7 +61,10 @@ __all__ = [
 
 def __getattr__(attr: str) -> Any:
     """``to_<variant>`` / ``from_<variant>`` of every registered variant (from :mod:`~superlora_tn.native`)."""
-    return getattr(native, attr)
+    direction, _, name = attr.partition("_")
+    if direction in ("to", "from") and name in VARIANT_REGISTRY:
+        return getattr(native, attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 @dataclass(frozen=True)
