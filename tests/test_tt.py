@@ -15,8 +15,6 @@ from test_reductions_properties import TOL, matrices, params_for, per_backend, r
 import superlora_tn as slt
 from superlora_tn import SpecError, reductions, reference, variants
 
-tl = pytest.importorskip("tensorly")
-
 
 @st.composite
 def trains(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -28,6 +26,7 @@ def trains(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...]]:
 @per_backend(train=trains(), seed=seeds, alpha=st.sampled_from([None, 3.0]))
 def test_tt_equals_tensorly_tt_to_tensor(backend, train, seed, alpha):
     """One target holding exactly the fold: dW (the contracted network) == scale * tensorly.tt_to_tensor(cores)."""
+    tl = pytest.importorskip("tensorly")
     shape, bonds = train
     spec = slt.SuperLoRA({"w": (shape[0], math.prod(shape[1:]))}, groups=1, fold=shape, structure="tt",
                          rank=bonds if bonds else 1, alpha=alpha)
@@ -48,6 +47,7 @@ def test_tt_equals_tensorly_tt_to_tensor(backend, train, seed, alpha):
 @settings(max_examples=30, deadline=None)
 @given(train=trains(), seed=seeds)
 def test_reference_tt_to_tensor_matches_tensorly(train, seed):
+    tl = pytest.importorskip("tensorly")
     shape, bonds = train
     rng = np.random.default_rng(seed)
     cores = [rng.standard_normal((r0, n, r1)) for r0, n, r1 in zip((1, *bonds), shape, (*bonds, 1))]
