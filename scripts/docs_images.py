@@ -23,6 +23,7 @@ def diagrams() -> dict[str, slt.SuperLoRA]:
         "lonkr": slt.SuperLoRA(t, splits=3, structure="lora", rank=4),
         "lotr": slt.SuperLoRA(t, groups=group_by_kind(t), fold="stack", rank=8, identity_modes=(0,)),
         "cp": slt.SuperLoRA(t, groups=4, fold="balanced", order=3, structure="cp", rank=8),
+        "tt": slt.variants.tt(t, 8, order=4),
         "tucker_fastfood": slt.SuperLoRA(t, groups=4, fold="balanced", order=3, rank=8,
                                          projection=slt.Fastfood(0.5), shuffle=0),
     }

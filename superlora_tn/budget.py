@@ -31,6 +31,7 @@ from .errors import SpecError
 from .factored import factored_targets
 from .presets import group_by_kind
 from .projection import Fastfood
+from .registry import VARIANT_REGISTRY
 from .spec import SuperLoRA
 from .validate import is_positive_int
 
@@ -120,13 +121,10 @@ def _python_literal(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
-DISPLAY_NAMES = {"dense": "dense", "lora": "LoRA", "lokr": "LoKr", "lonkr": "LoNKr", "lotr": "LoTR",
-                 "lorta": "LoRTA", "cp": "CP", "loha": "LoHa", "superlora": "SuperLoRA"}
-
-
 def variant_of(kwargs: Mapping[str, Any], targets: Mapping[str, Sequence[int]]) -> str:
-    """The paper's name of a setting over ``targets``: ``spec.identify()`` in display case."""
-    return DISPLAY_NAMES[SuperLoRA(targets, **{"rank": 1, **kwargs}).identify()]
+    """The paper's name of a setting over ``targets``: ``spec.identify()`` in display case (the registry's ``display``)."""
+    name = SuperLoRA(targets, **{"rank": 1, **kwargs}).identify()
+    return VARIANT_REGISTRY[name].display if name in VARIANT_REGISTRY else "SuperLoRA"
 
 
 def settings_grid(

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .identify import reduces_to
-from .native import _bk, _extra, _require, to_lokr, to_lora, to_lotr
+from .native import _require, to_native
+from .registry.base import array_backend, extra
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
@@ -41,7 +42,7 @@ class Conversion:
 
 
 def _np(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    be = _bk(params)
+    be = array_backend(params)
     return {k: np.asarray(be.to_numpy(v), dtype=np.float64) for k, v in params.items()}
 
 
@@ -87,7 +88,7 @@ def lokr_to_lora(spec: SuperLoRA, params: Mapping[str, Any]) -> Conversion:
     A dense factor contributes its smaller side as rank (kron(w1, B A) = kron(w1, B) kron(I, A)).
     """
     _require(spec, "lokr")
-    native = to_lokr(spec, _np(params))
+    native = to_native(spec, _np(params), "lokr")
     pairs = {}
     for t, (w1, w2, scale) in native.items():
         P1, Q1 = _split_lowrank(w1)
@@ -100,12 +101,12 @@ def lokr_to_lora(spec: SuperLoRA, params: Mapping[str, Any]) -> Conversion:
 def lotr_to_lora(spec: SuperLoRA, params: Mapping[str, Any]) -> Conversion:
     """Exact, per layer: dW_l = (U C_l) V^T (rank r2) or U (C_l V^T) (rank r1), the smaller."""
     _require(spec, "lotr")
-    native = to_lotr(spec, _np(params))
+    native = to_native(spec, _np(params), "lotr")
     pairs = {}
     for g in spec.groups:
         U, cores, V, scale = native[g.index]
         for l, s in enumerate(g.segments):
-            C = cores[l] * scale * _extra(spec, s.target)
+            C = cores[l] * scale * extra(spec, s.target)
             pairs[s.target] = (V.T, U @ C) if C.shape[1] <= C.shape[0] else (C @ V.T, U)
     conv = _lora_from_pairs(spec, pairs, True, "exact: dW_l = (U C_l) V^T per layer")
     return _finish(spec, params, conv)
@@ -138,7 +139,7 @@ def to_lora_spec(spec: SuperLoRA, params: Mapping[str, Any], rank: int | None = 
     names = reduces_to(spec)
     if rank is None:
         if "lora" in names:
-            native = to_lora(spec, _np(params))
+            native = to_native(spec, _np(params), "lora")
             pairs = {t: (A, B * s) for t, (A, B, s) in native.items()}
             return _finish(spec, params, _lora_from_pairs(spec, pairs, True, "exact: already LoRA"))
         if "lokr" in names and all(len(g.fold) == 2 for g in spec.groups):  # a Tucker conv LoKr goes by SVD

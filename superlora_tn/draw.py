@@ -3,7 +3,9 @@ indices), then the stages that turn their Kronecker product into the group's ent
 projection, shuffle, targets). Matplotlib with the Agg backend; PNG or SVG by file suffix.
 
 The drawing is generic over the IR: an index shared by two tensors is a bond, an index shared
-by more (CP's rank) meets at a black super-diagonal dot, an output index is an open leg. With
+by more (CP's rank) meets at a black super-diagonal dot, an output index is an open leg. Tensors
+around a core (Tucker, dense) or a dot (CP) are drawn in a ring; tensors bonded only to their
+neighbours (a tensor train) are drawn as a row, open legs below. With
 ``compose="hadamard"`` (LoHa) the factors share the output indices (hyperedges): their open
 legs carry the same index names, joined by "(.)" and the "(.) Hadamard" stage.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Scene", "draw", "factor_layout", "layout", "rank_label", "render", "shorten", "text_size"]
 
 RADIUS = 1.0  # distance of factor matrices from the core
+CHAIN_STEP = 1.25  # distance between neighbours of a chain of tensors (a tensor train), drawn as a row
 LEG = 0.55  # length of an open leg
 COLORS = {"core": "#f4a261", "A": "#8ecae6", "dense": "#b7e4c7", "hub": "black"}
 FONT = "DejaVu Sans Mono"  # shipped with matplotlib; monospace, so text extents are known in advance
@@ -108,20 +112,24 @@ def factor_layout(net: GroupNetwork, k: int) -> dict[str, Any]:
         nodes[f"hub:{h}"] = (0.0, 0.0, "hub", "")
     n_free = sum(1 for s in users if s in out for u in users[s] if u == centre)
     slots = len(others) + n_free
+    pairs = {frozenset(us) for s, us in users.items() if s not in out and len(us) == 2}
+    chain = (centre is None and not hubs and len(others) > 2  # a tensor train: each tensor bonded to the next only
+             and pairs == {frozenset((a.name, b.name)) for a, b in pairwise(others)})
     if centre is None and not hubs and len(others) == 2:  # lora: A0 -- A1
         angles = [math.pi, 0.0]
     else:
         start = math.pi / 2 if others else math.pi
         angles = [start + 2 * math.pi * i / max(1, slots) for i in range(slots)]
-    for t, a in zip(others, angles):
+    for i, (t, a) in enumerate(zip(others, angles)):
         r = RADIUS * (0.75 if centre is None and not hubs else 1.0)
-        nodes[t.name] = (r * math.cos(a), r * math.sin(a), "A", local[t.name])
+        nodes[t.name] = ((i - (len(others) - 1) / 2) * CHAIN_STEP, 0.0, "A", local[t.name]) if chain else \
+            (r * math.cos(a), r * math.sin(a), "A", local[t.name])
     bonds, legs = [], []
     for s, us in users.items():
         if s in out:
             for u in us:
                 x, y, _, _ = nodes[u]
-                angle = math.atan2(y, x) if (x, y) != (0.0, 0.0) else None
+                angle = -math.pi / 2 if chain else math.atan2(y, x) if (x, y) != (0.0, 0.0) else None
                 identity = " (identity)" if u == centre and local[u] == "core" else ""
                 legs.append((u, angle, f"{s}={sizes[s]}{identity}"))
         elif len(us) == 2:

@@ -2,14 +2,14 @@
 docs/design.md §2, "Initialisation").
 
 Draws per group g from ``default_rng([seed, g])`` in a fixed order, so a group's values do not
-depend on the other groups. Factor matrices A_m (n, r) ~ N(0, 1/n), cores ~ N(0, 1), dense
-factors ~ N(0, 1/(size / first mode)). Every block is drawn before any is zeroed, so the
+depend on the other groups. Each structure sets its blocks' scale (``Structure.init_divisor``):
+factor matrices A_m (n, r) ~ N(0, 1/n), cores ~ N(0, 1), dense factors ~ N(0, 1/(size / first
+mode)). Every block is drawn before any is zeroed, so the
 non-zero values are the same with and without ``zero_init``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -90,12 +90,10 @@ def draw_numpy(spec: SuperLoRA, seed: int | None = None) -> dict[str, np.ndarray
     for g in spec.groups:
         rng = np.random.default_rng([seed, g.index])
         for node in g.tensors:
-            local = node.local
             values = rng.standard_normal(node.shape)
-            if local.startswith("A"):
-                values /= math.sqrt(node.shape[0])
-            elif local == "dense":
-                values /= math.sqrt(max(1, math.prod(node.shape[1:])))
+            divisor = g.factors[node.factor].kind.init_divisor(node.local, node.shape)
+            if divisor != 1.0:
+                values /= divisor
             out[node.name] = values
     return out
 

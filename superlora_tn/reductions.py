@@ -1,16 +1,19 @@
 """Reductions in one place: ``check_reduction`` here, and the names of three modules re-exported.
 
 - :func:`identify` / :func:`reduces_to`: structural recognition (shapes and settings only).
-- :func:`to_native` / :func:`from_native` (and ``to_lora``, ``from_lora``, ...): a spec's
-  parameters as the variant's textbook parameters and back. ``reference.<formula>(*native[key])``
-  equals ``spec.contract(params)`` (per target for dense/lora/lokr, per group for the rest).
+- :func:`to_native` / :func:`from_native` (and ``to_lora``, ``from_lora``, ... for every
+  registered variant): a spec's parameters as the variant's textbook parameters and back.
+  ``reference.<formula>(*native[key])`` equals ``spec.contract(params)`` (per target for
+  target-keyed variants, per group for the rest).
 - :func:`reference_deltas` / :func:`check_reduction`: dW from the independent formulas of
   :mod:`superlora_tn.reference`, compared with the contracted network.
 - :func:`lokr_to_lora`, :func:`lotr_to_lora` (exact), :func:`svd_to_lora` (truncated SVD, error
   reported) and :func:`to_lora_spec` (the best of those for any spec).
 
-Recognition lives in :mod:`~superlora_tn.identify`, the native maps in :mod:`~superlora_tn.native`
-(independent of the contraction path), the conversions in :mod:`~superlora_tn.conversions`.
+Each variant's recognition, native maps and formula are one object in the variant registry
+(:mod:`~superlora_tn.registry`); :mod:`~superlora_tn.identify` and :mod:`~superlora_tn.native`
+look them up, independent of the contraction path. The conversions are in
+:mod:`~superlora_tn.conversions`.
 
 >>> import superlora_tn as slt
 >>> spec = slt.SuperLoRA({"w": (6, 5)}, rank=2)
@@ -28,30 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import native
 from .backends import backend_for, get_backend
 from .conversions import Conversion, lokr_to_lora, lotr_to_lora, svd_to_lora, to_lora_spec
 from .errors import SpecError
 from .identify import identify, reduces_to
-from .native import (
-    _require,
-    from_cp,
-    from_dense,
-    from_lokr,
-    from_lonkr,
-    from_lora,
-    from_lorta,
-    from_lotr,
-    from_native,
-    reference_deltas,
-    to_cp,
-    to_dense,
-    to_lokr,
-    to_lonkr,
-    to_lora,
-    to_lorta,
-    to_lotr,
-    to_native,
-)
+from .native import _require, from_native, reference_deltas, to_native
+from .registry import VARIANT_REGISTRY
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
@@ -60,13 +46,6 @@ __all__ = [
     "Conversion",
     "ReductionReport",
     "check_reduction",
-    "from_cp",
-    "from_dense",
-    "from_lokr",
-    "from_lonkr",
-    "from_lora",
-    "from_lorta",
-    "from_lotr",
     "from_native",
     "identify",
     "lokr_to_lora",
@@ -74,16 +53,18 @@ __all__ = [
     "reduces_to",
     "reference_deltas",
     "svd_to_lora",
-    "to_cp",
-    "to_dense",
-    "to_lokr",
-    "to_lonkr",
-    "to_lora",
     "to_lora_spec",
-    "to_lorta",
-    "to_lotr",
     "to_native",
+    *(f"{d}_{name}" for name in VARIANT_REGISTRY for d in ("to", "from")),
 ]
+
+
+def __getattr__(attr: str) -> Any:
+    """``to_<variant>`` / ``from_<variant>`` of every registered variant (from :mod:`~superlora_tn.native`)."""
+    direction, _, name = attr.partition("_")
+    if direction in ("to", "from") and name in VARIANT_REGISTRY:
+        return getattr(native, attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 @dataclass(frozen=True)

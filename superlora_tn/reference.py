@@ -5,7 +5,7 @@ Nothing here imports the contraction path (spec, network, plan, execute, backend
 NumPy and the operators NumPy, PyTorch and JAX arrays share (``@``, ``*``, ``+``, indexing with
 ``None``, ``reshape``, ``sum``), so each formula runs unchanged on numpy, torch and jax arrays.
 Kronecker products are written with broadcasting, the Tucker mode product as a batched matmul,
-CP as a running Khatri-Rao product: none of them calls ``einsum``.
+CP as a running Khatri-Rao product, a tensor train as a chain of matmuls: none of them calls ``einsum``.
 
 >>> import numpy as np
 >>> A, B = np.ones((2, 5)), np.ones((4, 2))
@@ -35,6 +35,7 @@ __all__ = [
     "mode_product",
     "multilinear_ranks",
     "numerical_rank",
+    "tt_to_tensor",
     "tucker_to_tensor",
     "unfold",
     "van_loan",
@@ -124,6 +125,19 @@ def cp_to_tensor(factors: Sequence[Any], weights: Any = None) -> Any:
     for A in factors[1:]:
         P = (P[:, None, :] * A[None, :, :]).reshape(P.shape[0] * A.shape[0], A.shape[1])
     return P.sum(-1).reshape(*(A.shape[0] for A in factors))
+
+
+def tt_to_tensor(cores: Sequence[Any]) -> Any:
+    """Tensor train (TT-LoRA, LoRETTA; tensorly's ``tt_to_tensor``): X[i_1..i_M] = G_1[:, i_1, :] ... G_M[:, i_M, :].
+
+    Cores G_m (r_{m-1}, n_m, r_m) with r_0 = r_M = 1, as tensorly stores them. The chain is
+    multiplied left to right: a (n_1..n_m, r_m) matrix times the next core seen as (r_m, n_{m+1} r_{m+1}).
+    """
+    X = cores[0].reshape(cores[0].shape[1], cores[0].shape[2])  # r_0 = 1
+    for G in cores[1:]:
+        r, n, s = G.shape
+        X = (X @ G.reshape(r, n * s)).reshape(-1, s)
+    return X.reshape(*(G.shape[1] for G in cores))  # r_M = 1
 
 
 # ------------------------------------------------------------------ structural (numpy only)

@@ -25,7 +25,7 @@ from .layout import GroupingArg, group_segments
 from .limits import check_entries, check_fold_size, check_indices, check_modes
 from .network import COMPOSITIONS, GroupNetwork
 from .projection import Projection
-from .structures import STRUCTURES, FactorSpec
+from .structures import FactorSpec, structure_named
 from .targets import Target, normalize_targets
 from .validate import as_finite_float, as_nonnegative_int, as_positive_int, is_integer, is_positive_int, plain
 
@@ -211,31 +211,13 @@ class SuperLoRA:
         structure = _per_factor("structure", c["structure"], K, k)
         if structure is None:
             structure = "lora" if M == 2 else "tucker"
-        if structure not in STRUCTURES:
-            raise SpecError("structure", structure, f"one of {STRUCTURES} or a list of them, one per factor")
-        if structure == "dense":
-            return FactorSpec("dense", shape, ())
-        if structure == "lora" and M != 2:
-            raise SpecError("structure", "lora", f"a 2-mode fold for lora (this fold has {M} modes); use tucker or cp")
-        identity = tuple(c["identity_modes"]) if structure == "tucker" else ()
-        for m in identity:
-            if not is_integer(m) or not 0 <= m < M:
-                raise SpecError("identity_modes", c["identity_modes"], f"mode indices in 0..{M - 1}")
-        rank = _per_factor("rank", c["rank"], K, k)
-        if is_positive_int(rank):
-            ranks = [int(rank)] * M
-        elif isinstance(rank, tuple) and len(rank) == M and all(is_positive_int(r) for r in rank):
-            ranks = [int(r) for r in rank]
-        else:
-            expected = f"a positive int, a tuple of {M} positive ints (one per mode), or a list of those per factor"
-            raise SpecError("rank", c["rank"], expected)
-        for m in identity:
-            if isinstance(rank, tuple) and ranks[m] != shape[m]:
-                raise SpecError("rank", c["rank"], f"rank {shape[m]} for identity mode {m} (its size)")
-            ranks[m] = shape[m]
-        if structure in ("cp", "lora") and len(set(ranks)) != 1:
-            raise SpecError("rank", c["rank"], f"a single rank for {structure} (one rank index shared by all modes)")
-        return FactorSpec(structure, shape, tuple(ranks), identity)
+        kind = structure_named(structure)  # the structure's own rules: structures.STRUCTURE_REGISTRY
+        if not kind.ranked:
+            return FactorSpec(structure, shape, ())
+        kind.check_order(M)
+        identity = kind.identity(shape, tuple(c["identity_modes"]))
+        ranks = kind.ranks(shape, _per_factor("rank", c["rank"], K, k), identity, c["rank"])
+        return FactorSpec(structure, shape, ranks, identity)
 
     # ----------------------------------------------------------------- symbolic facts
     @property

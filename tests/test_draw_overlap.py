@@ -26,6 +26,8 @@ SPECS = {
     "tucker_fastfood": dict(groups=2, fold="balanced", order=3, rank=4, projection=slt.Fastfood(0.5), shuffle=0),
     "lotr": dict(fold="stack", rank=4, identity_modes=(0,)),
     "dense_tucker": dict(groups=2, fold="balanced", order=3, splits=2, structure=["dense", "tucker"], rank=2),
+    "tt": dict(fold="natural", order=5, structure="tt", rank=(2, 3, 4, 5)),
+    "tt_kron": dict(groups=1, fold="balanced", order=3, splits=2, structure="tt", rank=3),
 }
 TOLERANCE = 0.5  # pixels
 

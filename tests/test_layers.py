@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "superlora_tn"
 # Bottom to top. The network IR sits below the spec value: a spec builds its groups' networks at
 # construction (they are part of the value), so spec.py imports network.py, never the reverse.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "base": ("errors", "validate", "targets", "layout", "folds", "factorize", "structures", "limits",
+    "base": ("errors", "validate", "targets", "layout", "folds", "factorize", "reference", "structures", "limits",
              "hadamard", "kernels", "fastfood_cpu", "buffers", "console", "presets"),
     "network": ("network",),
     "value": ("projection", "spec", "serialize"),
@@ -35,7 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "backends": ("backends", "backends.base", "backends.numpy_backend", "backends.torch_backend",
                  "backends.jax_backend", "backends.torch_cpu"),
     "execution": ("init", "runner", "execute", "factored", "slices"),
-    "facade": ("reference", "identify", "native", "conversions", "reductions", "variants", "summary", "draw",
+    "facade": ("registry", "identify", "native", "conversions", "reductions", "variants", "summary", "draw",
                "draw_groups", "budget", "demo", "plumbing", "__init__"),
     "integrations": ("torch", "jax", "interop", "cli", "__main__", "experiments", "bench"),
 }
