@@ -31,7 +31,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("errors", "validate", "targets", "layout", "config", "folds", "factorize", "structures", "limits",
              "hadamard", "kernels", "fastfood_cpu", "buffers", "console", "presets"),
     "network": ("network",),
-    "value": ("projection", "spec", "serialize"),
+    "value": ("projection", "arguments", "spec", "serialize"),
     "plan": ("plan", "lowering", "rotation"),
     "backends": ("backends", "backends.base", "backends.numpy_backend", "backends.torch_backend",
                  "backends.jax_backend"),
@@ -210,7 +210,7 @@ def test_the_value_imports_nothing_above_it():
     """spec.py (the value) reaches no layer above its own, neither at load time nor inside a method:
     its operations come from the facade (superlora_tn/facade.py), which the package imports."""
     value = ORDER.index("value")
-    for module in ("superlora_tn.spec", "superlora_tn.serialize", "superlora_tn.config"):
+    for module in ("superlora_tn.spec", "superlora_tn.arguments", "superlora_tn.serialize", "superlora_tn.config"):
         found = IMPORTS[module]
         assert {short(t) for t in found.module_level | found.in_functions if layer_of(t) > value} == set(), module
     assert "superlora_tn.spec" in IMPORTS["superlora_tn.facade"].module_level
