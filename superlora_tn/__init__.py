@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from . import facade  # noqa: F401  (gives every spec its operations: contract, init, plan, ...)
 from .backends import available_backends, backend_for, get_backend
 from .errors import SpecError
 from .projection import Fastfood, Gaussian, Projection

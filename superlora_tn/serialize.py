@@ -1,4 +1,4 @@
-"""A spec to and from a JSON-ready dict (for saved adapters, the CLI's spec files and equality).
+"""A spec to and from a JSON-ready dict (for saved adapters and the CLI's spec files).
 
 >>> import superlora_tn as slt
 >>> spec = slt.SuperLoRA({"w": (8, 8)}, rank=2, projection=None)
@@ -11,24 +11,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .config import PerFactor
 from .errors import SpecError
 from .projection import Fastfood, Gaussian, Projection
+from .validate import plain
 
 if TYPE_CHECKING:
     from .spec import SuperLoRA
 
-__all__ = ["FORMAT_VERSION", "projection_from_dict", "spec_from_dict", "spec_to_dict"]
+__all__ = ["FORMAT_VERSION", "projection_from_dict", "projection_to_dict", "read_spec_dict", "spec_from_dict", "spec_to_dict"]
 
 FORMAT_VERSION = 1
 _PROJECTIONS: dict[str, type[Projection]] = {"fastfood": Fastfood, "gaussian": Gaussian}
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, PerFactor):  # a per-factor list must not read back as a per-mode tuple
+        return {"per_factor": [_jsonable(v) for v in value]}
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
     if isinstance(value, Mapping):
         return {k: _jsonable(v) for k, v in value.items()}
-    return value
+    return plain(value)
 
 
 def projection_to_dict(p: Projection | None) -> dict[str, Any] | None:
@@ -47,23 +51,28 @@ def projection_from_dict(d: Mapping[str, Any] | None) -> Projection | None:
 
 
 def spec_to_dict(spec: SuperLoRA) -> dict[str, Any]:
-    config = dict(spec.config)
-    config["projection"] = projection_to_dict(config["projection"])
-    for key in ("rank", "structure"):  # a per-factor list must not read back as a per-mode tuple
-        if isinstance(config[key], list):
-            config[key] = {"per_factor": config[key]}
+    """The spec's targets and canonical arguments as plain JSON types (``json.dumps`` accepts it)."""
+    config = {key: projection_to_dict(value) if key == "projection" else _jsonable(value) for key, value in spec.config.items()}
     return {
         "format": "superlora_tn.spec",
         "version": FORMAT_VERSION,
         "targets": [[t.name, list(t.shape)] for t in spec.targets],
-        "config": _jsonable(config),
+        "config": config,
     }
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> SuperLoRA:
-    """The spec ``spec_to_dict`` described; SpecError naming the key for anything malformed."""
-    from .spec import SPEC_ARGUMENTS, SuperLoRA
+    """The spec ``spec_to_dict`` described (``SuperLoRA.from_dict``)."""
+    from .spec import SuperLoRA  # the same layer: the spec imports this module, not the reverse, at load time
 
+    return SuperLoRA.from_dict(data)
+
+
+def read_spec_dict(data: Mapping[str, Any], allowed: tuple[str, ...]) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """The targets and keyword arguments ``spec_to_dict`` wrote; SpecError naming the key for anything malformed.
+
+    ``allowed``: the argument names a spec takes (``SPEC_ARGUMENTS``).
+    """
     if not isinstance(data, Mapping):
         raise SpecError("spec", type(data).__name__, "a dict written by SuperLoRA.to_dict()")
     if data.get("format") != "superlora_tn.spec":
@@ -75,7 +84,6 @@ def spec_from_dict(data: Mapping[str, Any]) -> SuperLoRA:
         raise SpecError("spec['targets']", targets, "a list of [name, shape] pairs")
     if not isinstance(config, Mapping):
         raise SpecError("spec['config']", config, "a mapping of SuperLoRA arguments")
-    allowed = list(SPEC_ARGUMENTS)
     unknown = sorted(str(k) for k in config if k not in allowed)
     if unknown:
         raise SpecError("spec['config']", unknown, f"SuperLoRA arguments: {', '.join(allowed)}")
@@ -102,4 +110,4 @@ def spec_from_dict(data: Mapping[str, Any]) -> SuperLoRA:
     pairs = []
     for name, shape in targets:
         pairs.append((name, tuple(shape) if isinstance(shape, list | tuple) else shape))
-    return SuperLoRA(pairs, **config)
+    return pairs, config

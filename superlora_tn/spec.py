@@ -1,6 +1,10 @@
 """``SuperLoRA``: the symbolic, immutable description of an adapter (no arrays, shapes only).
 
-What a spec means is the contract in docs/design.md §2; its place in the layers is §4.
+What a spec means is the contract in docs/design.md §2; its place in the layers is §4. A spec
+is a value: its configuration is normalised once, at construction, to one canonical spelling
+(``spec.config``, a frozen :class:`~superlora_tn.config.SpecConfig`); equality and hash cover
+the targets and that configuration; nothing can be assigned afterwards, and ``spec.replace``
+returns a changed copy.
 
 >>> import superlora_tn as slt
 >>> spec = slt.SuperLoRA({"q": (64, 64), "v": (64, 64)}, rank=4)     # LoRA r=4 on q and v
@@ -8,30 +12,70 @@ What a spec means is the contract in docs/design.md §2; its place in the layers
 1024
 >>> spec.groups[0].equation
 'ac,bc->ab'
+>>> spec == slt.SuperLoRA({"q": (64, 64), "v": (64, 64)}, rank=(4, 4), groups=[["q"], ["v"]], structure="lora")
+True
+>>> spec.replace(rank=8).num_params
+2048
+
+This module is the value layer: it imports nothing above it. The operations users call on a
+spec (``plan``, ``init``, ``contract``, ``summary``, ``draw``, ``identify``) are declared here
+and provided by :mod:`superlora_tn.facade` when the package is imported.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Protocol
 
+from .arguments import checked_config, implied_order
+from .config import DEFAULT_RANK, PerFactor, SpecConfig, canonical_groups, guess_rank, guess_structure
 from .errors import SpecError
-from .factorize import FACTORIZATIONS, lycoris_splits, mode_split
+from .factorize import lycoris_splits, mode_split
 from .folds import fold_shape
-from .layout import GroupingArg, group_segments
+from .layout import GroupingArg, Segment, group_segments
 from .limits import check_entries, check_fold_size, check_indices, check_modes
-from .network import COMPOSITIONS, GroupNetwork
+from .network import GroupNetwork
 from .projection import Projection
+from .serialize import read_spec_dict, spec_to_dict
 from .structures import FactorSpec, structure_named
 from .targets import Target, normalize_targets
-from .validate import as_finite_float, as_nonnegative_int, as_positive_int, is_integer, is_positive_int, plain
 
-__all__ = ["SPEC_ARGUMENTS", "SuperLoRA"]
+__all__ = ["SPEC_ARGUMENTS", "Operations", "SuperLoRA", "provide_operations"]
 
 RankArg = int | tuple[int, ...] | list[int | tuple[int, ...]]
+
+
+class Operations(Protocol):
+    """What the layers above the value do with a spec; :mod:`superlora_tn.facade` provides them."""
+
+    def plan(self, spec: SuperLoRA) -> Any: ...
+    def check_backend(self, backend: Any) -> None: ...
+    def init(self, spec: SuperLoRA, backend: Any, *, seed: int | None, zero_init: Any, dtype: Any,
+             device: Any) -> dict[str, Any]: ...
+    def contract(self, spec: SuperLoRA, params: Mapping[str, Any] | None, *, backend: Any, dtype: Any,
+                 out: Any) -> dict[str, Any]: ...
+    def summary(self, spec: SuperLoRA) -> str: ...
+    def draw(self, spec: SuperLoRA, group: int, path: Any) -> Any: ...
+    def identify(self, spec: SuperLoRA) -> str: ...
+
+
+_PROVIDED: list[Operations] = []  # set once, by superlora_tn.facade, when the package is imported
+
+
+def provide_operations(operations: Operations) -> None:
+    """Install the implementation of the spec's operations (called by :mod:`superlora_tn.facade`)."""
+    _PROVIDED[:] = [operations]
+
+
+def _operations() -> Operations:
+    if not _PROVIDED:  # cannot happen through ``import superlora_tn``: the package imports the facade
+        raise RuntimeError("the spec's operations are not installed: import superlora_tn (superlora_tn.facade provides them)")
+    return _PROVIDED[0]
 
 
 class SuperLoRA:
@@ -62,7 +106,20 @@ class SuperLoRA:
             4.x's ``factorization`` and ``unbalanced_factorization``; weight-wise groups only).
         compose: ``"kron"`` (the factors' Kronecker product) or ``"hadamard"`` (their entry-wise
             product: every factor has the fold's shape and they share its indices; LoHa).
+
+    The spec is immutable. ``spec.config`` holds the arguments in their canonical spelling (NumPy
+    numbers as Python ones; ``groups`` as ``"weight"``, a count, or tuples of names; ``rank`` and
+    ``structure`` as one value when every factor agrees; ``order`` None when the fold implies it;
+    ``identity_modes`` sorted), the one spelling of every argument list that builds the same
+    networks. Two specs are equal, and hash equal, when their targets and canonical
+    configurations are.
     """
+
+    targets: tuple[Target, ...]
+    config: SpecConfig
+    groups: tuple[GroupNetwork, ...]
+    rank_ref: int
+    scale_factor: float
 
     def __init__(
         self,
@@ -72,7 +129,7 @@ class SuperLoRA:
         fold: str | Sequence[int] = "natural",
         order: int | None = None,
         splits: int = 1,
-        rank: RankArg = 8,
+        rank: RankArg = DEFAULT_RANK,
         structure: str | Sequence[str] | None = None,
         projection: Projection | None = None,
         shuffle: int | None = None,
@@ -88,77 +145,95 @@ class SuperLoRA:
     ) -> None:
         if unknown:
             raise SpecError("SuperLoRA", sorted(unknown), f"SuperLoRA arguments only: {', '.join(SPEC_ARGUMENTS)}")
-        self.targets: tuple[Target, ...] = normalize_targets(targets)
-        check_entries(sum(t.size for t in self.targets))
-        self._by_name = {t.name: t for t in self.targets}
-        identity_modes, scale, fold = plain(identity_modes), plain(scale), plain(fold)
-        if isinstance(identity_modes, str) or not isinstance(identity_modes, Sequence):
-            raise SpecError("identity_modes", identity_modes, "a tuple of mode indices, e.g. (0,)")
-        if scale is not None and not isinstance(scale, Mapping):
-            raise SpecError("scale", scale, "None or a mapping target name -> number")
-        self.config: dict[str, Any] = dict(
-            groups=_freeze(plain(groups)), fold=tuple(fold) if isinstance(fold, list) else fold, order=plain(order),
-            splits=plain(splits), rank=_freeze(plain(rank)), structure=_freeze(plain(structure)), projection=projection,
-            shuffle=plain(shuffle), alpha=plain(alpha), seed=plain(seed), identity_modes=tuple(identity_modes),
-            exact_splits=plain(exact_splits), split_factor=plain(split_factor), scale=dict(scale) if scale else None,
-            factorization=plain(factorization), compose=plain(compose),
-        )
-        self._check_scalars()
-        self._check_composition()
-        self.groups: tuple[GroupNetwork, ...] = self._build_groups()
-        ranks = [r for g in self.groups for f in g.factors if f.structure != "dense"
+        spec_targets = normalize_targets(targets)
+        check_entries(sum(t.size for t in spec_targets))
+        by_name = MappingProxyType({t.name: t for t in spec_targets})
+        given = checked_config(by_name, dict(
+            groups=groups, fold=fold, order=order, splits=splits, rank=rank, structure=structure,
+            projection=projection, shuffle=shuffle, alpha=alpha, seed=seed, identity_modes=identity_modes,
+            exact_splits=exact_splits, split_factor=split_factor, scale=scale, factorization=factorization,
+            compose=compose))
+        _set(self, targets=spec_targets, _by_name=by_name, config=given)
+        built = self._build_groups()
+        ranks = [r for g in built for f in g.factors if f.structure != "dense"
                  for m, r in enumerate(f.ranks) if m not in f.identity_modes]
-        self.rank_ref = max(ranks, default=1)
-        self.scale_factor = 1.0 if self.config["alpha"] is None else float(self.config["alpha"]) / self.rank_ref
+        rank_ref = max(ranks, default=1)
+        canonical = self._canonical(given, built)
+        _set(self, config=canonical, groups=built, rank_ref=rank_ref,
+             scale_factor=1.0 if canonical.alpha is None else float(canonical.alpha) / rank_ref,
+             _hash=hash((spec_targets, canonical)))
+
+    # ----------------------------------------------------------------- a value
+    def __setattr__(self, name: str, value: Any) -> None:
+        hint = f"; spec.replace({name}=...) returns a changed copy" if name in (*SPEC_ARGUMENTS, "targets") else ""
+        raise AttributeError(f"a SuperLoRA spec is immutable (cannot set {name!r}){hint}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a SuperLoRA spec is immutable (cannot delete {name!r})")
+
+    def replace(self, **changes: Any) -> SuperLoRA:
+        """A new spec with ``changes`` applied to this one's (canonical) arguments, checked like any other.
+
+        ``targets=`` replaces the targets. Arguments not named keep their canonical value, so
+        a default this spec resolved stays resolved (``structure="lora"``; pass
+        ``structure=None`` to choose again).
+
+        >>> import superlora_tn as slt
+        >>> slt.SuperLoRA({"w": (8, 8)}, rank=2).replace(rank=4, alpha=8.0).config.rank
+        4
+        """
+        targets = changes.pop("targets", [(t.name, t.shape) for t in self.targets])
+        return type(self)(targets, **{**self.config, **changes})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SuperLoRA):
+            return NotImplemented
+        return self is other or (self._hash == other._hash and self.targets == other.targets and self.config == other.config)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), tuple((t.name, t.shape) for t in self.targets), tuple(self.config.items())))
+
+    def __copy__(self) -> SuperLoRA:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SuperLoRA:
+        return self
 
     # ----------------------------------------------------------------- construction
-    def _check_scalars(self) -> None:
-        c = self.config
-        if c["order"] is not None:
-            c["order"] = as_positive_int("order", c["order"])
-        c["splits"] = as_positive_int("splits", c["splits"])
-        _check_rank(c["rank"])
-        for m in c["identity_modes"]:
-            if not is_integer(m):
-                raise SpecError("identity_modes", c["identity_modes"], "a tuple of integer mode indices, e.g. (0,)")
-        projection = c["projection"]
-        if projection is not None and (not isinstance(projection, Projection) or not _implemented(projection)):
-            raise SpecError("projection", projection, "None, Fastfood(ratio) or Gaussian(ratio)")
-        if c["shuffle"] is not None:
-            c["shuffle"] = as_nonnegative_int("shuffle", c["shuffle"], "None or a non-negative integer seed")
-        c["seed"] = as_nonnegative_int("seed", c["seed"])
-        if not isinstance(c["exact_splits"], bool):
-            raise SpecError("exact_splits", c["exact_splits"], "True or False")
-        alpha = c["alpha"]
-        if alpha is not None:
-            as_finite_float("alpha", alpha, "None or a finite number")
-        if alpha == 0:
-            raise SpecError("alpha", alpha, "None or a non-zero number (alpha = 0 makes dW and every gradient zero: a dead adapter)")
-        factor = c["split_factor"]
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor == 0 or factor < -1:
-            raise SpecError("split_factor", c["split_factor"], "-1 (balanced) or a positive integer")
-        if factor != -1 and c["splits"] != 2:
-            raise SpecError("split_factor", factor, f"-1 unless splits=2 (PEFT's decompose_factor splits in two; splits={c['splits']})")
+    def _canonical(self, given: SpecConfig, built: tuple[GroupNetwork, ...]) -> SpecConfig:
+        """The simplest spelling of ``given`` that builds exactly ``built``.
 
-        for name, value in (c["scale"] or {}).items():
-            if name not in self._by_name:
-                raise SpecError("scale", name, f"target names ({', '.join(list(self._by_name)[:6])}, ...)")
-            if as_finite_float(f"scale[{name!r}]", value, "a finite non-zero number") == 0:
-                raise SpecError(f"scale[{name!r}]", value, "a non-zero number (0 makes this target's dW and every "
-                                                          "gradient zero: a dead adapter, like alpha = 0)")
+        ``groups``: the segments decide (``canonical_groups`` compares them). ``order``: None when
+        the fold implies the same order. ``rank`` and ``structure``: read off the built factors,
+        adopted only if rebuilding with them gives the same networks.
+        """
+        segments = tuple(g.segments for g in built)
+        current = dataclasses.replace(given, groups=canonical_groups(self.targets, segments, given.groups))
+        if given.order is not None:
+            implied = dataclasses.replace(current, order=None)
+            if implied_order(given.fold) == given.order or (given.fold == "shape" and self._builds(implied, built)):
+                current = implied
+        guess = dataclasses.replace(current, rank=guess_rank(given, built), structure=guess_structure(given, built))
+        if guess == current or self._builds(guess, built):
+            return guess
+        for name in ("rank", "structure"):
+            trial = dataclasses.replace(current, **{name: getattr(guess, name)})
+            if trial != current and self._builds(trial, built):
+                current = trial
+        return current
 
-    def _check_composition(self) -> None:
-        """``factorization`` and ``compose``: known names, and only where they mean something."""
-        c = self.config
-        if c["compose"] not in COMPOSITIONS:
-            raise SpecError("compose", c["compose"], f"one of {COMPOSITIONS}")
-        if c["factorization"] not in FACTORIZATIONS:
-            raise SpecError("factorization", c["factorization"], f"one of {FACTORIZATIONS}")
-        if c["compose"] == "hadamard" and (c["split_factor"] != -1 or c["exact_splits"]):
-            raise SpecError("compose", "hadamard", "split_factor=-1 and exact_splits=False (Hadamard factors are not split)")
-        if c["factorization"] != "peft" and (c["splits"] != 2 or c["compose"] != "kron"):
-            raise SpecError("factorization", c["factorization"], f'"peft" unless splits=2 and compose="kron" (LyCORIS splits '
-                            f'a weight in two; splits={c["splits"]}, compose={c["compose"]!r})')
+    def _builds(self, config: SpecConfig, built: tuple[GroupNetwork, ...]) -> bool:
+        """True when ``config`` builds exactly the networks ``built`` (over the same segments: a probe
+        changes no ``groups`` whose segments differ; ``canonical_groups`` compared them)."""
+        probe = object.__new__(type(self))
+        _set(probe, targets=self.targets, _by_name=self._by_name, config=config)
+        try:
+            return probe._build_groups(tuple(g.segments for g in built), checked=False) == built
+        except SpecError:
+            return False
 
     def _splits(self, fold: tuple[int, ...], segments: Any) -> list[tuple[int, ...]]:
         """Per fold mode, the K factor sizes (for ``compose="hadamard"`` each factor takes the whole mode)."""
@@ -173,36 +248,36 @@ class SuperLoRA:
         return [mode_split(n, K, exact=c["exact_splits"], factor=c["split_factor"]) for n in fold]
 
     def _order(self) -> int:
-        fold, order = self.config["fold"], self.config["order"]
-        if isinstance(fold, tuple):
-            if order is not None and order != len(fold):
-                raise SpecError("order", order, f"None or {len(fold)} (the length of fold={fold})")
-            return len(fold)
-        if order is not None:
-            return order
-        return 3 if fold == "stack" else 2
+        fold, order = self.config.fold, self.config.order
+        if isinstance(fold, tuple) and order is not None and order != len(fold):
+            raise SpecError("order", order, f"None or {len(fold)} (the length of fold={fold})")
+        return implied_order(fold) if order is None or isinstance(fold, tuple) else order
 
-    def _build_groups(self) -> tuple[GroupNetwork, ...]:
+    def _build_groups(self, cuts: tuple[tuple[Segment, ...], ...] | None = None,
+                      checked: bool = True) -> tuple[GroupNetwork, ...]:
+        """The groups' networks (``cuts``: the segments when already known; ``checked=False`` skips
+        the einsum-index limit, for a probe whose networks are compared with checked ones)."""
         c = self.config
-        order, K, projection = self._order(), c["splits"], c["projection"]
+        order, K, projection = self._order(), c.splits, c.projection
         check_modes(order, K)
         result = []
-        for g, segments in enumerate(group_segments(self.targets, c["groups"])):
+        for g, segments in enumerate(group_segments(self.targets, c.groups) if cuts is None else cuts):
             size = sum(s.size for s in segments)
             generated = projection.generated_size(size) if projection is not None else size
-            fold = fold_shape(c["fold"], order, segments, self._by_name, generated, projection is not None, g)
-            field, value = ("fold", c["fold"]) if isinstance(c["fold"], tuple) else ("order", order)
+            fold = fold_shape(c.fold, order, segments, self._by_name, generated, projection is not None, g)
+            field, value = ("fold", c.fold) if isinstance(c.fold, tuple) else ("order", order)
             check_fold_size(g, generated, fold, field, value)
             per_mode = self._splits(fold, segments)
-            kron = fold if c["compose"] == "hadamard" else tuple(math.prod(split) for split in per_mode)
+            kron = fold if c.compose == "hadamard" else tuple(math.prod(split) for split in per_mode)
             check_fold_size(g, generated, kron, "splits", K)
             factors = tuple(
                 self._factor(k, tuple(split[k] for split in per_mode)) for k in range(K)
             )
-            if c["identity_modes"] and not any(f.structure == "tucker" for f in factors):
-                raise SpecError("identity_modes", c["identity_modes"], "() unless a factor is 'tucker' (only Tucker modes can be)")
-            network = GroupNetwork(g, segments, size, generated, fold, factors, projection, compose=c["compose"])
-            check_indices(g, network.equation, order=order, splits=K)
+            if c.identity_modes and not any(f.structure == "tucker" for f in factors):
+                raise SpecError("identity_modes", c.identity_modes, "() unless a factor is 'tucker' (only Tucker modes can be)")
+            network = GroupNetwork(g, segments, size, generated, fold, factors, projection, compose=c.compose)
+            if checked:
+                check_indices(g, network.equation, order=order, splits=K)
             result.append(network)
         return tuple(result)
 
@@ -246,27 +321,21 @@ class SuperLoRA:
 
     def target_scale(self, name: str) -> float:
         """The factor dW of target ``name`` is multiplied by: alpha / r times its own scale."""
-        return self.scale_factor * float((self.config["scale"] or {}).get(name, 1.0))
+        return self.scale_factor * float((self.config.scale or {}).get(name, 1.0))
 
+    # ----------------------------------------------------------------- operations (provided by superlora_tn.facade)
     def identify(self) -> str:
         """The named variant this spec reduces to ("lora", "lokr", ...), else "superlora"."""
-        from .reductions import identify
+        return _operations().identify(self)
 
-        return identify(self)
-
-    # ----------------------------------------------------------------- arrays
     @cached_property
     def _plan(self) -> Any:
-        from .plan import Plan
-
-        return Plan(self)
+        return _operations().plan(self)
 
     def plan(self, backend: Any = None) -> Any:
         """The cached contraction plan (opt_einsum expressions, one per batch of identical groups)."""
         if backend is not None:
-            from .backends import get_backend
-
-            get_backend(backend)  # validates the name
+            _operations().check_backend(backend)  # validates the name
         return self._plan
 
     def init(self, backend: Any = "numpy", *, seed: int | None = None, zero_init: Any = True,
@@ -277,9 +346,7 @@ class SuperLoRA:
         iterable of parameter names to zero (at most one per group: two make a dead adapter).
         Values are drawn in NumPy float64 and converted, identical on every backend.
         """
-        from .init import init_params
-
-        return init_params(self, backend, seed=seed, zero_init=zero_init, dtype=dtype, device=device)
+        return _operations().init(self, backend, seed=seed, zero_init=zero_init, dtype=dtype, device=device)
 
     def contract(self, params: Mapping[str, Any] | None = None, *, backend: Any = None,
                  dtype: Any = None, out: Any = None) -> dict[str, Any]:
@@ -291,46 +358,32 @@ class SuperLoRA:
         the target's shape, or one 1-D array of ``num_entries``, dW_all in target order), e.g.
         for merging; the returned dict holds those buffers (not differentiable).
         """
-        from .execute import contract
-
-        return contract(self, params, backend=backend, dtype=dtype, out=out)
+        return _operations().contract(self, params, backend=backend, dtype=dtype, out=out)
 
     def summary(self) -> str:
         """Per-group table: fold, splits, structure, equation, params, FLOPs, largest intermediate."""
-        from .summary import summary
-
-        return summary(self)
+        return _operations().summary(self)
 
     def draw(self, group: int = 0, path: Any = None) -> Any:
         """Draw group ``group``'s tensor network (matplotlib Figure); save it to ``path`` (.png/.svg) if given."""
-        from .draw import draw
-
-        return draw(self, group, path)
+        return _operations().draw(self, group, path)
 
     # ----------------------------------------------------------------- identity
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description: targets and every argument (see ``from_dict``)."""
-        from .serialize import spec_to_dict
-
+        """A JSON-ready description: targets and every argument, canonical (see ``from_dict``)."""
         return spec_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SuperLoRA:
-        from .serialize import spec_from_dict
-
-        return spec_from_dict(data)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SuperLoRA) and self.to_dict() == other.to_dict()
-
-    def __hash__(self) -> int:
-        return hash(repr(self.to_dict()))
+        """The spec ``to_dict`` described (an equal one); SpecError naming the key for anything malformed."""
+        targets, config = read_spec_dict(data, SPEC_ARGUMENTS)
+        return cls(targets, **config)
 
     def __repr__(self) -> str:
         defaults = {"factorization": "peft", "compose": "kron"}
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items()
                          if (v not in (None, (), False) and defaults.get(k) != v) or k == "seed")
-        return f"SuperLoRA({len(self.targets)} targets, {args}; {self.num_params} params)"
+        return f"{type(self).__name__}({len(self.targets)} targets, {args}; {self.num_params} params)"
 
 
 SPEC_ARGUMENTS: tuple[str, ...] = tuple(
@@ -339,35 +392,21 @@ SPEC_ARGUMENTS: tuple[str, ...] = tuple(
 )
 
 
-def _implemented(projection: Projection) -> bool:
-    """A concrete projection (not the abstract ``Projection`` base, which cannot be applied)."""
-    return type(projection).constants is not Projection.constants
+def _set(spec: SuperLoRA, **values: Any) -> None:
+    """Write attributes of a spec under construction (afterwards ``__setattr__`` refuses)."""
+    for name, value in values.items():
+        object.__setattr__(spec, name, value)
 
 
-def _check_rank(rank: Any) -> None:
-    """Ranks are positive whatever the structure (a dense factor ignores them, but -5 is never valid)."""
-    expected = "a positive int, a tuple of positive ints (one per mode), or a list of those per factor"
-    values = rank if isinstance(rank, list) and rank else [rank]
-    for r in values:
-        if is_positive_int(r):
-            continue
-        if isinstance(r, tuple) and r and all(is_positive_int(x) for x in r):
-            continue
-        raise SpecError("rank", rank, expected)
-
-
-def _freeze(value: Any) -> Any:
-    """Lists become tuples (hashable, comparable), recursively; a rank list stays a list."""
-    if isinstance(value, list):
-        return [_freeze(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_freeze(v) for v in value)
-    return value
+def _rebuild(cls: type[SuperLoRA], targets: tuple[tuple[str, tuple[int, ...]], ...],
+             config: tuple[tuple[str, Any], ...]) -> SuperLoRA:
+    """Unpickle: the spec rebuilt from its targets and canonical arguments (nothing cached travels)."""
+    return cls(list(targets), **dict(config))
 
 
 def _per_factor(field: str, value: Any, K: int, k: int) -> Any:
     """The factor-k entry of an argument that may be given once or as a list per factor."""
-    if isinstance(value, list):
+    if isinstance(value, PerFactor | list):
         if len(value) != K:
             raise SpecError(field, value, f"a single value or a list of {K} (one per Kronecker factor)")
         return value[k]

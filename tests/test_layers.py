@@ -5,11 +5,12 @@ imports only from its own layer or the layers below it. Imports under ``if TYPE_
 (annotations only) are not imports at run time and are not counted.
 
 - Module-level imports (run when the module loads) form no circle and never go up a layer.
-- Imports inside a function run when it is called. Those that go up a layer are the methods
-  users call on the value (``spec.contract`` reaching the execution layer, ...) and the torch
-  model's methods reaching the modules that implement them; they are listed in
-  ``LAZY_UPWARD``, and the list must not grow (a new entry is a design decision: write it in
-  docs/design.md and here).
+- Imports inside a function run when it is called. Those that go up a layer are few: a
+  projection converting its constants on the backend it runs on, and the torch model's methods
+  reaching the modules that implement them; they are listed in ``LAZY_UPWARD``, and the list
+  must not grow (a new entry is a design decision: write it in docs/design.md and here).
+- The value (spec.py) imports nothing above it at all: the operations users call on a spec
+  (``spec.contract``, ``spec.init``, ...) are provided by the facade (superlora_tn/facade.py).
 
 >>> imports = read_imports()
 >>> "superlora_tn.network" in imports["superlora_tn.spec"].module_level
@@ -27,15 +28,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "superlora_tn"
 # Bottom to top. The network IR sits below the spec value: a spec builds its groups' networks at
 # construction (they are part of the value), so spec.py imports network.py, never the reverse.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "base": ("errors", "validate", "targets", "layout", "folds", "factorize", "reference", "structures", "limits",
+    "base": ("errors", "validate", "targets", "layout", "config", "folds", "factorize", "reference", "structures", "limits",
              "hadamard", "kernels", "fastfood_cpu", "buffers", "console", "presets"),
     "network": ("network",),
-    "value": ("projection", "spec", "serialize"),
+    "value": ("projection", "arguments", "spec", "serialize"),
     "plan": ("plan", "lowering", "rotation"),
     "backends": ("backends", "backends.base", "backends.numpy_backend", "backends.torch_backend",
                  "backends.jax_backend", "backends.torch_cpu"),
     "execution": ("init", "runner", "execute", "factored", "slices"),
-    "facade": ("registry", "identify", "native", "conversions", "reductions", "variants", "summary", "draw",
+    "facade": ("facade", "registry", "identify", "native", "conversions", "reductions", "variants", "summary", "draw",
                "draw_groups", "budget", "demo", "plumbing", "__init__"),
     "integrations": ("torch", "jax", "interop", "cli", "__main__", "experiments", "bench"),
 }
@@ -43,9 +44,6 @@ ORDER = list(LAYERS)
 
 # Function-level imports that go up a layer (importer -> imported). Must not grow.
 LAZY_UPWARD: frozenset[tuple[str, str]] = frozenset({
-    # the methods users call on the value, each a one-line delegation (spec.py, "arrays" section)
-    ("spec", "plan"), ("spec", "backends"), ("spec", "init"), ("spec", "execute"),
-    ("spec", "summary"), ("spec", "draw"), ("spec", "reductions"),
     # Projection.apply converts its NumPy constants on the backend it is applied on
     ("projection", "backends"),
 })
@@ -208,9 +206,21 @@ def test_function_level_imports_against_the_layers_are_the_listed_ones():
     assert torch_upward == set(TORCH_LAZY_UPWARD)
 
 
+def test_the_value_imports_nothing_above_it():
+    """spec.py (the value) reaches no layer above its own, neither at load time nor inside a method:
+    its operations come from the facade (superlora_tn/facade.py), which the package imports."""
+    value = ORDER.index("value")
+    for module in ("superlora_tn.spec", "superlora_tn.arguments", "superlora_tn.serialize", "superlora_tn.config"):
+        found = IMPORTS[module]
+        assert {short(t) for t in found.module_level | found.in_functions if layer_of(t) > value} == set(), module
+    assert "superlora_tn.spec" in IMPORTS["superlora_tn.facade"].module_level
+    assert "superlora_tn.facade" in IMPORTS["superlora_tn"].module_level
+
+
 def test_the_reader_sees_lazy_and_type_checking_imports_apart():
-    spec = IMPORTS["superlora_tn.spec"]
-    assert "superlora_tn.execute" in spec.in_functions and "superlora_tn.execute" not in spec.module_level
+    facade = IMPORTS["superlora_tn.facade"]
+    assert "superlora_tn.execute" in facade.in_functions and "superlora_tn.execute" not in facade.module_level
+    assert "superlora_tn.plan" not in facade.module_level  # TYPE_CHECKING only
     assert "superlora_tn.spec" not in IMPORTS["superlora_tn.execute"].module_level  # TYPE_CHECKING only
     assert "superlora_tn.torch.layers" in IMPORTS["superlora_tn.torch.model"].module_level
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

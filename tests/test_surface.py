@@ -32,5 +32,14 @@ def test_lazy_modules_load_on_first_use():
 def test_plumbing_holds_the_types_behind_a_spec():
     spec = slt.SuperLoRA({"q": (8, 8)}, rank=2)
     assert isinstance(spec.groups[0], plumbing.GroupNetwork) and isinstance(spec.plan(), plumbing.Plan)
-    assert isinstance(slt.get_backend("numpy"), plumbing.Backend)
+    assert isinstance(slt.get_backend("numpy"), plumbing.Backend) and isinstance(spec.config, plumbing.SpecConfig)
     assert slt.GroupNetwork is plumbing.GroupNetwork  # the name once exported here still resolves
+
+
+def test_the_facade_gives_specs_their_operations_on_import():
+    """``import superlora_tn.spec`` alone (the value) still yields specs that contract: the package
+    is imported first, and it installs the facade's operations."""
+    code = ("import sys; from superlora_tn.spec import SuperLoRA; print('superlora_tn.facade' in sys.modules, "
+            "'superlora_tn.execute' in sys.modules, SuperLoRA({'w': (4, 4)}, rank=2).contract()['w'].shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip().split(maxsplit=2)
+    assert out == ["True", "False", "(4, 4)"]
