@@ -495,10 +495,10 @@ def save_peft(adapted: Any, path: Any) -> Any:
 
     from safetensors.torch import save_file
 
-    from ..torch.adapters import activated
+    from ..torch.adapters import activated, all_heads
 
-    if adapted.head_names:
-        raise SpecError("modules_to_save", list(adapted.head_names), "no heads (PEFT keeps its own copies of them)")
+    if all_heads(adapted):
+        raise SpecError("modules_to_save", all_heads(adapted), "no heads (PEFT keeps its own copies of them)")
     out = Path(path)
     written = []
     for name in adapted.adapter_names:  # everything converted first: a refusal writes nothing
