@@ -117,6 +117,62 @@ def test_our_adapters_without_default_and_refusal_writes_nothing(tmp_path):
     assert ours.active_adapter == "b"
 
 
+class HeadNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(12, 20), nn.ReLU(), nn.Linear(20, 16))
+        self.head = nn.Sequential(nn.Linear(16, 4), nn.BatchNorm1d(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+@pytest.mark.parametrize("kind", ["lora", "lokr"])
+def test_modules_to_save_heads_per_adapter_both_ways(kind, tmp_path):
+    """PEFT's modules_to_save (each adapter its own head copy, a third adapter without one runs the
+    base's own head) read into per-adapter heads, and written back in PEFT's layout."""
+    base = HeadNet().eval()
+    Config = peft.LoraConfig if kind == "lora" else peft.LoKrConfig
+    init = {"init_lora_weights": False} if kind == "lora" else {"init_weights": False}
+    pm = peft.get_peft_model(copy.deepcopy(base), Config(r=2, target_modules=["body.0"], modules_to_save=["head"], **init))
+    pm.add_adapter("other", Config(r=3, target_modules=["body.2"], modules_to_save=["head"], **init))
+    pm.add_adapter("plain", Config(r=2, target_modules=["body.2"], **init))
+    torch.manual_seed(1)
+    for name, p in pm.named_parameters():  # distinct head values per adapter, non-zero adapters
+        if "modules_to_save" in name or "other" in name or "plain" in name:
+            p.data.normal_()
+    for name, b in pm.named_buffers():
+        if "modules_to_save" in name and "running_var" in name:
+            b.data.uniform_(0.5, 2.0)
+    pm.eval()
+    x = torch.randn(5, 12)
+    want = {}
+    for name in ("default", "other", "plain"):
+        pm.set_adapter(name)
+        want[name] = pm(x).detach()
+    pm.set_adapter("default")
+    pm.save_pretrained(tmp_path / "peft")
+    for source in (pm, tmp_path / "peft"):
+        ours = load_peft(copy.deepcopy(base), source).eval()
+        assert sorted(ours.adapter_names) == ["default", "other", "plain"]
+        for name in ("default", "other", "plain"):
+            ours.set_adapter(name)
+            assert ours.head_names == ([] if name == "plain" else ["head"])
+            ERRORS[f"{kind} heads read"] = max(ERRORS.get(f"{kind} heads read", 0.0), rel(ours(x), want[name]))
+            torch.testing.assert_close(ours(x), want[name], rtol=RTOL, atol=ATOL)
+    ours.set_adapter("default")
+    save_peft(ours, tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "plain" / "adapter_config.json").read_text())["modules_to_save"] is None
+    back = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours").eval()
+    for name in ("other", "plain"):
+        back.load_adapter(tmp_path / "ours" / name, adapter_name=name)
+    for name in ("default", "other", "plain"):
+        back.set_adapter(name)
+        ERRORS[f"{kind} heads written"] = max(ERRORS.get(f"{kind} heads written", 0.0), rel(back(x), want[name]))
+        torch.testing.assert_close(back(x), want[name], rtol=RTOL, atol=ATOL)
+
+
 def test_report_largest_errors(capsys):
     with capsys.disabled():
         print(f"\nseveral adapters, largest relative forward error vs PEFT: {ERRORS}")

@@ -31,8 +31,9 @@ Conventions followed (docs/peft.md has the table):
   lora_B (out, r) @ lora_A (r, in*k...) in the kernel's shape, as PEFT's ``get_delta_weight``.
 - ``use_dora``, LoHa, LoKr with ``fan_in_fan_out``, a Conv1d LoKr whose w2 PEFT holds full (its
   ``torch.kron`` is not a Kronecker product over the kernel's modes), ``lora_bias``, LoRA on
-  ``nn.Embedding``, ``modules_to_save`` heads and factors whose shapes do not multiply are refused
-  with a SpecError saying why, the same way from a live model, a state dict or a directory
+  ``nn.Embedding``, ``modules_to_save`` heads in :func:`from_peft` (a spec holds no head;
+  :func:`load_peft` / :func:`save_peft` carry them as each adapter's own heads) and factors whose
+  shapes do not multiply are refused with a SpecError saying why, the same way from a live model, a state dict or a directory
   (nothing is converted approximately or dropped).
 - ``to_peft`` writes ``target_modules`` as one regex that fullmatches exactly the spec's target
   names, and ``rank_pattern`` / ``alpha_pattern`` keys anchored (``^name$``): PEFT matches list
@@ -68,17 +69,29 @@ LOKR_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lokr_w
 
 
 # ====================================================================== reading
-def _check_config(cfg: Mapping[str, Any], kind: str) -> None:
-    """Settings that have no exact SuperLoRA form: refused, on every path (model, state dict, directory)."""
+def _check_config(cfg: Mapping[str, Any], kind: str, heads: bool = False) -> None:
+    """Settings that have no exact SuperLoRA form: refused, on every path (model, state dict, directory).
+    ``heads``: ``modules_to_save`` is read (``load_peft`` carries heads; a spec alone cannot)."""
     if cfg.get("fan_in_fan_out") and kind != "lora":
         raise SpecError("fan_in_fan_out", True, "False for LoKr (Conv1D-style transposed weights are converted for LoRA only)")
     if cfg.get("use_dora"):
         raise SpecError("use_dora", True, f"False ({NOT_REDUCTIONS['DORA']})")
     if cfg.get("lora_bias"):
         raise SpecError("lora_bias", True, "False (a trained bias on lora_B is not part of dW; it would be dropped)")
-    if cfg.get("modules_to_save"):
-        raise SpecError("modules_to_save", cfg["modules_to_save"], "None: heads trained in full are not an adapter; "
-                        "save them apart (superlora_tn.torch.inject(modules_to_save=...) carries them)")
+    if cfg.get("modules_to_save") and not heads:
+        raise SpecError("modules_to_save", cfg["modules_to_save"], "None for a spec: heads trained in full are not part of "
+                        "dW (load_peft reads them as the adapter's heads, inject(modules_to_save=...))")
+
+
+def _head_of(path: str, entries: Any) -> tuple[str, str] | None:
+    """(head module, tensor name) of a state-dict path under a ``modules_to_save`` entry (PEFT's
+    rule: a module whose name ends with the entry), the outermost such module."""
+    parts = path.split(".")
+    for i in range(1, len(parts)):
+        module = ".".join(parts[:i])
+        if any(module.endswith(e) for e in entries):
+            return module, ".".join(parts[i:])
+    return None
 
 
 _PARTS = {"lora": (("lora_A",), ("lora_B",)), "lokr": (("w1", "w1_a"), ("w2", "w2_a"))}
@@ -127,8 +140,10 @@ def _peft_type(cfg: Mapping[str, Any], keys: Any) -> str:
     raise SpecError("peft_type", cfg.get("peft_type"), '"LORA" or "LOKR" (or keys with lora_A/lora_B or lokr_w1/lokr_w2)')
 
 
-def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], dict[str, float], str, dict[str, Any]]:
-    """Layer tensors, PEFT's own scaling per layer, the adapter type and its config, from a live model."""
+def _from_model(model: Any, adapter: str, heads: dict[str, Any] | None = None
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, float], str, dict[str, Any]]:
+    """Layer tensors, PEFT's own scaling per layer, the adapter type and its config, from a live model.
+    ``heads``: filled with the adapter's ``modules_to_save`` copies (module -> state); None refuses them."""
     import torch.nn as nn
     from peft.tuners.lokr.layer import LoKrLayer
     from peft.tuners.lora.layer import LoraLayer
@@ -139,7 +154,13 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
     kinds = set()
     for name, module in model.named_modules():
         if type(module).__name__ == "ModulesToSaveWrapper":
-            raise SpecError("modules_to_save", name, "None: heads trained in full are not an adapter; save them apart")
+            if heads is None:
+                raise SpecError("modules_to_save", name, "None for a spec: heads trained in full are not part of dW "
+                                "(load_peft reads them as the adapter's heads)")
+            if adapter in module.modules_to_save:
+                state = module.modules_to_save[adapter].state_dict()
+                heads[name.removeprefix(PREFIX)] = {k: v.detach().clone() for k, v in state.items()}
+            continue
         if isinstance(module, LoraLayer) and adapter in getattr(module, "lora_embedding_A", {}):
             raise SpecError(f"layer {name!r}", "LoRA on nn.Embedding", "nn.Linear layers (lora_embedding_A/B are not converted)")
         if isinstance(module, LoraLayer) and adapter in module.lora_A:
@@ -175,9 +196,11 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
     return layers, scaling, kinds.pop(), cfg
 
 
-def _from_state_dict(state: Mapping[str, Any], cfg: Mapping[str, Any], adapter: str) -> tuple[dict[str, dict[str, Any]], str]:
+def _from_state_dict(state: Mapping[str, Any], cfg: Mapping[str, Any], adapter: str,
+                     heads: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, Any]], str]:
     kind = _peft_type(cfg, state.keys())
-    _check_config(cfg, kind)  # before the keys: a refused setting is named, not reported as an unknown key
+    _check_config(cfg, kind, heads is not None)  # before the keys: a refused setting is named, not reported as an unknown key
+    entries = cfg.get("modules_to_save") or []
     pattern = LORA_KEY if kind == "lora" else LOKR_KEY
     layers: dict[str, dict[str, Any]] = {}
     for key, value in state.items():
@@ -186,6 +209,10 @@ def _from_state_dict(state: Mapping[str, Any], cfg: Mapping[str, Any], adapter: 
             raise SpecError("state_dict key", key, "nn.Linear LoRA keys (LoRA on nn.Embedding is not converted)")
         if m is None and re.search(r"\.lora_B(\.[^.]+)?\.bias$", key):
             raise SpecError("lora_bias", True, "False (a trained bias on lora_B is not part of dW; it would be dropped)")
+        head = _head_of(key.removeprefix(PREFIX), entries) if m is None and heads is not None else None
+        if head is not None:
+            heads.setdefault(head[0], {})[head[1]] = value
+            continue
         if m is None:
             example = f"{PREFIX}<module>.{'lora_A.weight' if kind == 'lora' else 'lokr_w1'}"
             raise SpecError("state_dict key", key, f"{kind} adapter keys such as {example}")
@@ -240,8 +267,10 @@ def from_peft(source: Any, config: Any = None, *, adapter_name: str = "default",
 
 
 def _convert(source: Any, config: Any, *, adapter_name: str, scale_convention: str, mixed: str, dtype: Any, seed: int,
-             shapes: Mapping[str, Any] | None) -> tuple[SuperLoRA, dict[str, Any], dict[str, Any]]:
-    """:func:`from_peft`, plus the adapter's PEFT config (its dropout settings for :func:`load_peft`)."""
+             shapes: Mapping[str, Any] | None, heads: dict[str, Any] | None = None
+             ) -> tuple[SuperLoRA, dict[str, Any], dict[str, Any]]:
+    """:func:`from_peft`, plus the adapter's PEFT config (its dropout settings for :func:`load_peft`);
+    ``heads`` (a dict) is filled with its ``modules_to_save`` states instead of refusing them."""
     if mixed not in ("dense", "error"):
         raise SpecError("mixed", mixed, '"dense" or "error"')
     import torch
@@ -251,16 +280,16 @@ def _convert(source: Any, config: Any, *, adapter_name: str, scale_convention: s
     scaling: dict[str, float] | None = None
     if isinstance(source, str | os.PathLike):
         state, cfg = _load_dir(os.fspath(source))
-        layers, kind = _from_state_dict(state, cfg, adapter_name)
+        layers, kind = _from_state_dict(state, cfg, adapter_name, heads)
     elif isinstance(source, Mapping):
         cfg = _config_dict(config)
-        layers, kind = _from_state_dict(source, cfg, adapter_name)
+        layers, kind = _from_state_dict(source, cfg, adapter_name, heads)
     elif hasattr(source, "named_modules"):
-        layers, scaling, kind, cfg = _from_model(source, adapter_name)
+        layers, scaling, kind, cfg = _from_model(source, adapter_name, heads)
         cfg.update(_config_dict(config))
     else:
         raise SpecError("source", type(source).__name__, "a PEFT model, a state dict or an adapter directory")
-    _check_config(cfg, kind)
+    _check_config(cfg, kind, heads is not None)
     for name, tensors in layers.items():
         if shapes is not None and "__shape__" not in tensors and name in shapes:
             tensors["__shape__"] = tuple(shapes[name])
@@ -452,7 +481,8 @@ def load_peft(model: Any, source: Any, *, adapter_name: str | None = None, **kwa
     copy of the base). Every adapter is read into a named adapter of the result (a directory:
     ``default`` at its root, others in ``<dir>/<name>/``; a model: each of its ``peft_config``),
     the PEFT model's active one (or ``default``) active; ``adapter_name`` reads that one only.
-    ``lora_dropout`` becomes the adapter's ``dropout``. Keyword arguments go to :func:`from_peft`.
+    ``lora_dropout`` becomes the adapter's ``dropout``, ``modules_to_save`` its heads (each adapter
+    its own copy, as PEFT). Keyword arguments go to :func:`from_peft`.
     """
     import torch
 
@@ -467,17 +497,20 @@ def load_peft(model: Any, source: Any, *, adapter_name: str | None = None, **kwa
     adapted = None
     sources = _adapter_sources(source, adapter_name)
     for name, src in sources:
-        spec, params, cfg = _convert(src, None, adapter_name=name if hasattr(src, "named_modules") else "default",
+        heads: dict[str, Any] = {}
+        spec, params, cfg = _convert(src, None, adapter_name=name if hasattr(src, "named_modules") else "default", heads=heads,
                                      **{"scale_convention": "peft", "mixed": "dense", "dtype": None, "seed": 0, **kwargs})
         dropout = _dropout(cfg, name)
         if adapted is None:
-            adapted = inject(model, None, spec, adapter_name=name, dropout=dropout)
+            adapted = inject(model, None, spec, adapter_name=name, dropout=dropout, modules_to_save=list(heads) or None)
         else:
-            adapted.add_adapter(name, spec, dropout=dropout)
+            adapted.add_adapter(name, spec, dropout=dropout, modules_to_save=list(heads) or None)
             adapted.set_adapter(name)
         with torch.no_grad():
             for key, value in params.items():
                 adapted.adapter[key].copy_(value)
+            for head, state in heads.items():  # the adapter's own copy of each head (PEFT's modules_to_save)
+                adapted.base_model.get_submodule(head).load_state_dict(state, strict=True)
     adapted.set_adapter(sources[0][0])
     return adapted
 
@@ -495,10 +528,8 @@ def save_peft(adapted: Any, path: Any) -> Any:
 
     from safetensors.torch import save_file
 
-    from ..torch.adapters import activated, all_heads
+    from ..torch.adapters import activated
 
-    if all_heads(adapted):
-        raise SpecError("modules_to_save", all_heads(adapted), "no heads (PEFT keeps its own copies of them)")
     out = Path(path)
     written = []
     for name in adapted.adapter_names:  # everything converted first: a refusal writes nothing
@@ -524,6 +555,15 @@ def _peft_files(adapted: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     if kind == "lokr" and "gpt2_conv1d" in kinds:
         raise SpecError("layers", sorted(kinds), "nn.Linear or convolution targets for LoKr (PEFT's LoKr has no fan_in_fan_out)")
     state, config = to_peft(spec, {k: v.detach().cpu() for k, v in adapted.adapter.items()})
+    names = [n for n, _ in adapted.base_model.named_modules()]
+    for head in adapted.head_names:  # PEFT selects modules_to_save by plain string suffix: each must name one module
+        others = [n for n in names if n != head and n.endswith(head)]
+        if others:
+            raise SpecError("modules_to_save", head, f"a head name no other module ends with (PEFT's suffix rule would also "
+                            f"select {others[:3]})")
+        for key, value in adapted.base_model.get_submodule(head).state_dict().items():
+            state[f"{PREFIX}{head}.{key}"] = value.detach().cpu()
+    config["modules_to_save"] = list(adapted.head_names) or None
     if kind == "lora":
         config["fan_in_fan_out"] = kinds == {"gpt2_conv1d"}
         config["lora_dropout"] = adapted.dropout
