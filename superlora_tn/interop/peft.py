@@ -326,8 +326,8 @@ def _lora_spec(layers, scaling, cfg, names, cast, seed):
     for g, n in zip(spec.groups, names):
         A, B = cast(layers[n]["lora_A"]), cast(layers[n]["lora_B"])
         A, B = A.reshape(A.shape[0], -1), B.reshape(B.shape[0], -1)  # conv: (r, in*k...), (out, r) of the 1x1 lora_B
-        params[f"{g.prefix}k0_A0"] = _pad_cols(B, R)
-        params[f"{g.prefix}k0_A1"] = _pad_cols(A.T, R)
+        params[g.param_name(0, "A0")] = _pad_cols(B, R)
+        params[g.param_name(0, "A1")] = _pad_cols(A.T, R)
     return spec, params
 
 
@@ -427,7 +427,7 @@ def peft_zero_blocks(spec: SuperLoRA, convention: str = "peft") -> list[str]:
         k = 0 if convention == "peft" else 1
         f = g.factors[k]
         local = "dense" if f.structure == "dense" else ("A0" if k == 0 else "A1")
-        out.append(f"{g.prefix}k{k}_{local}")
+        out.append(g.param_name(k, local))
     return sorted(out)
 
 

@@ -208,13 +208,13 @@ def lokr_spec(layers: Mapping[str, Mapping[str, Any]], scaling: Mapping[str, flo
     for g, n in zip(spec.groups, names):
         w1, w2 = parts[n]
         if w1_low:
-            params[f"{g.prefix}k0_A0"], params[f"{g.prefix}k0_A1"] = pad(cast(w1[0]), r_w[0], 1), pad(cast(w1[1]).T, r_w[0], 1)
+            params[g.param_name(0, "A0")], params[g.param_name(0, "A1")] = pad(cast(w1[0]), r_w[0], 1), pad(cast(w1[1]).T, r_w[0], 1)
         else:
-            params[f"{g.prefix}k0_dense"] = cast(w1).contiguous()
+            params[g.param_name(0, "dense")] = cast(w1).contiguous()
         if w2_low:
-            params[f"{g.prefix}k1_A0"], params[f"{g.prefix}k1_A1"] = pad(cast(w2[1]), r_w[1], 1), pad(cast(w2[2]).T, r_w[1], 1)
+            params[g.param_name(1, "A0")], params[g.param_name(1, "A1")] = pad(cast(w2[1]), r_w[1], 1), pad(cast(w2[2]).T, r_w[1], 1)
         else:
-            params[f"{g.prefix}k1_dense"] = cast(w2[1]).reshape(g.factors[1].shape).contiguous()
+            params[g.param_name(1, "dense")] = cast(w2[1]).reshape(g.factors[1].shape).contiguous()
     return spec, params
 
 
@@ -241,42 +241,42 @@ def _effective_spec(targets: list, parts: Mapping[str, tuple], w1_low: bool, ran
     params = {}
     for g, (n, shape) in zip(spec.groups, targets):
         w1, w2 = parts[n]
-        p = g.prefix
         if w1_low:
             a0 = cast(w1[0])
-            params[p + "k0_core"] = torch.eye(R, dtype=a0.dtype, device=a0.device).reshape(R, R, *[1] * (order - 2))
-            params[p + "k0_A0"], params[p + "k0_A1"] = pad(a0, R, 1), pad(cast(w1[1]).T, R, 1)
+            params[g.param_name(0, "core")] = torch.eye(R, dtype=a0.dtype, device=a0.device).reshape(R, R, *[1] * (order - 2))
+            params[g.param_name(0, "A0")], params[g.param_name(0, "A1")] = pad(a0, R, 1), pad(cast(w1[1]).T, R, 1)
         else:
             w = w1 if not isinstance(w1, tuple) else w1[0] @ w1[1]
-            params[p + "k0_dense"] = cast(w).reshape(g.factors[0].shape).contiguous()
+            params[g.param_name(0, "dense")] = cast(w).reshape(g.factors[0].shape).contiguous()
         if w2[0] == "tucker":
             _, t2, wa, wb = w2
-            params[p + "k1_core"] = pad_core(cast(t2).reshape(t2.shape[0], t2.shape[1], *shape[2:]), R)
-            params[p + "k1_A0"], params[p + "k1_A1"] = pad(cast(wa).T, R, 1), pad(cast(wb).T, R, 1)
+            params[g.param_name(1, "core")] = pad_core(cast(t2).reshape(t2.shape[0], t2.shape[1], *shape[2:]), R)
+            params[g.param_name(1, "A0")], params[g.param_name(1, "A1")] = pad(cast(wa).T, R, 1), pad(cast(wb).T, R, 1)
         else:  # a 1x1 conv (PEFT turns the effective form off there): w2_a @ I @ w2_b
             wa = cast(w2[1])
-            params[p + "k1_core"] = torch.eye(R, dtype=wa.dtype, device=wa.device).reshape(R, R, *[1] * (order - 2))
-            params[p + "k1_A0"], params[p + "k1_A1"] = pad(wa, R, 1), pad(cast(w2[2]).T, R, 1)
+            params[g.param_name(1, "core")] = torch.eye(R, dtype=wa.dtype, device=wa.device).reshape(R, R, *[1] * (order - 2))
+            params[g.param_name(1, "A0")], params[g.param_name(1, "A1")] = pad(wa, R, 1), pad(cast(w2[2]).T, R, 1)
     return spec, params
 
 
 # ====================================================================== writing
-def _full(f: Any, p: str, tp: Mapping[str, Any]) -> Any:
-    """A factor's full tensor in its fold shape (dense; lora A0 A1^T; tucker core x A0 x A1)."""
+def _full(f: Any, g: Any, k: int, tp: Mapping[str, Any]) -> Any:
+    """Factor k's full tensor in its fold shape (dense; lora A0 A1^T; tucker core x A0 x A1)."""
     import torch
 
     if f.structure == "dense":
-        return tp[p + "dense"]
+        return tp[g.param_name(k, "dense")]
+    A0, A1 = tp[g.param_name(k, "A0")], tp[g.param_name(k, "A1")]
     if f.structure == "lora":
-        return tp[p + "A0"] @ tp[p + "A1"].T
-    return torch.einsum("ij...,pi,rj->pr...", tp[p + "core"], tp[p + "A0"], tp[p + "A1"])
+        return A0 @ A1.T
+    return torch.einsum("ij...,pi,rj->pr...", tp[g.param_name(k, "core")], A0, A1)
 
 
-def _pair(f: Any, p: str, tp: Mapping[str, Any]) -> tuple[Any, Any]:
-    """A low-rank factor as (w_a (n, R), w_b^T (m, R)); a Tucker one with unit other modes takes its core into w_a."""
-    A0, A1 = tp[p + "A0"], tp[p + "A1"]
+def _pair(f: Any, g: Any, k: int, tp: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Low-rank factor k as (w_a (n, R), w_b^T (m, R)); a Tucker one with unit other modes takes its core into w_a."""
+    A0, A1 = tp[g.param_name(k, "A0")], tp[g.param_name(k, "A1")]
     if f.structure == "tucker":
-        A0 = A0 @ tp[p + "core"].reshape(f.ranks[0], f.ranks[1])
+        A0 = A0 @ tp[g.param_name(k, "core")].reshape(f.ranks[0], f.ranks[1])
     return A0, A1
 
 
@@ -303,7 +303,6 @@ def write_lokr(spec: SuperLoRA, tp: Mapping[str, Any]) -> tuple[dict[str, Any], 
             raise SpecError("factorization", spec.config["factorization"], f"splits PEFT's factorization(dim, {factor}) gives "
                             f"(target {t.name!r}: w1 {(a, c)}, w2 {(b, d)}; PEFT's w1 is "
                             f"{(peft_factorization(shape[0], factor)[0], peft_factorization(shape[1], factor)[0])})")
-        p = g.prefix
         r1 = f1.ranks[0] if f1.structure != "dense" else 0
         r2 = f2.ranks[0] if f2.structure != "dense" else 0
         r = max(r1, r2) if r2 else max(math.ceil(max(b, d) / 2), r1, 1)
@@ -312,21 +311,21 @@ def write_lokr(spec: SuperLoRA, tp: Mapping[str, Any]) -> tuple[dict[str, Any], 
         use_w2 = not (r < max(b, d) / 2)
         key = f"base_model.model.{t.name}.lokr_"
         if use_w1:
-            state[key + "w1"] = _full(f1, p + "k0_", tp).reshape(a, c).contiguous()
+            state[key + "w1"] = _full(f1, g, 0, tp).reshape(a, c).contiguous()
         else:
-            A0, A1 = _pair(f1, p + "k0_", tp)
+            A0, A1 = _pair(f1, g, 0, tp)
             state[key + "w1_a"], state[key + "w1_b"] = pad(A0, r, 1), pad(A1, r, 1).T.contiguous()
         if use_w2:
             if len(shape) == 3:
                 raise SpecError(f"targets[{t.name!r}]", f"Conv1d {shape} whose w2 PEFT would hold full at r={r}", SCRAMBLED)
-            state[key + "w2"] = _full(f2, p + "k1_", tp).reshape(b, d, *kernel).contiguous()
+            state[key + "w2"] = _full(f2, g, 1, tp).reshape(b, d, *kernel).contiguous()
         elif effective and any(k != 1 for k in kernel):
-            core = pad_core(tp[p + "k1_core"], r)
+            core = pad_core(tp[g.param_name(1, "core")], r)
             state[key + "t2"] = core.reshape(r, r, *kernel, 1) if len(kernel) == 1 else core.contiguous()
-            state[key + "w2_a"] = pad(tp[p + "k1_A0"], r, 1).T.contiguous()
-            state[key + "w2_b"] = pad(tp[p + "k1_A1"], r, 1).T.contiguous()
+            state[key + "w2_a"] = pad(tp[g.param_name(1, "A0")], r, 1).T.contiguous()
+            state[key + "w2_b"] = pad(tp[g.param_name(1, "A1")], r, 1).T.contiguous()
         else:
-            A0, A1 = _pair(f2, p + "k1_", tp)
+            A0, A1 = _pair(f2, g, 1, tp)
             state[key + "w2_a"], state[key + "w2_b"] = pad(A0, r, 1), pad(A1, r, 1).T.contiguous()
     fields = {"decompose_both": factors[0].structure != "dense", "decompose_factor": factor,
               "use_effective_conv2d": effective, "rank_dropout": 0.0, "module_dropout": 0.0}
