@@ -22,11 +22,16 @@ from .errors import SpecError
 #: Conventions for splitting a weight's modes into the two LoKr factors (``SuperLoRA(factorization=...)``).
 #: "peft": PEFT's ``factorization`` (a dividing factor first, as is). "lycoris": LyCORIS 4.x's (the pair
 #: always sorted, smaller first; kernel modes whole in the second factor). "lycoris-unbalanced": LyCORIS
-#: with ``unbalanced_factorization=True`` (the output pair reversed: larger first).
-FACTORIZATIONS = ("peft", "lycoris", "lycoris-unbalanced")
+#: with ``unbalanced_factorization=True`` (the output pair reversed: larger first). "peft-conv": PEFT's
+#: LoKr on a whole weight, convolutions included (out and in split by PEFT's ``factorization``, kernel
+#: modes whole in the second factor, as PEFT's ``lokr_w2`` / ``lokr_t2`` hold them).
+FACTORIZATIONS = ("peft", "lycoris", "lycoris-unbalanced", "peft-conv")
+#: The LyCORIS conventions among them (what a LyCORIS file can have been written with).
+LYCORIS_FACTORIZATIONS = ("lycoris", "lycoris-unbalanced")
 
 __all__ = [
     "FACTORIZATIONS",
+    "LYCORIS_FACTORIZATIONS",
     "balanced_factors",
     "ceil_root",
     "divisors",
@@ -139,25 +144,29 @@ def lycoris_factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
 
 
 def lycoris_splits(shape: tuple[int, ...], fold: tuple[int, ...], convention: str, factor: int = -1) -> list[tuple[int, int]]:
-    """Per fold mode, the (first, second) Kronecker factor sizes LyCORIS's LoKr uses for a weight.
+    """Per fold mode, the (first, second) Kronecker factor sizes LyCORIS's (or PEFT's) LoKr uses for a weight.
 
     ``shape`` is the weight (out, in, *kernel), ``fold`` one of its folds: the natural
     (out, in * k), (out, in, k) with k = prod(kernel), or the weight shape itself. out and in
-    are split by :func:`lycoris_factorization` (out reversed for ``"lycoris-unbalanced"``);
-    kernel sizes go whole to the second factor, as LyCORIS's w2 (or its Tucker core) holds them.
+    are split by :func:`lycoris_factorization` (out reversed for ``"lycoris-unbalanced"``), or by
+    :func:`peft_factorization` for ``"peft-conv"``; kernel sizes go whole to the second factor, as
+    LyCORIS's and PEFT's w2 (or its Tucker core ``lokr_t2``) hold them.
 
     >>> lycoris_splits((320, 640, 3, 3), (320, 640 * 9), "lycoris")
     [(16, 20), (20, 288)]
     >>> lycoris_splits((320, 640, 3, 3), (320, 640, 3, 3), "lycoris-unbalanced")
     [(20, 16), (20, 32), (1, 3), (1, 3)]
+    >>> lycoris_splits((320, 640, 3, 3), (320, 640, 3, 3), "peft-conv", 32)
+    [(32, 10), (32, 20), (1, 3), (1, 3)]
     """
     if convention not in FACTORIZATIONS[1:]:
         raise SpecError("factorization", convention, f"one of {FACTORIZATIONS[1:]} for lycoris_splits")
     out, inp, kernel = shape[0], (shape[1] if len(shape) > 1 else 1), math.prod(shape[2:])
-    a, b = lycoris_factorization(out, factor)
+    split = peft_factorization if convention == "peft-conv" else lycoris_factorization
+    a, b = split(out, factor)
     if convention == "lycoris-unbalanced":
         a, b = b, a
-    c, d = lycoris_factorization(inp, factor)
+    c, d = split(inp, factor)
     if fold == (out, inp * kernel):
         return [(a, b), (c, d * kernel)]
     if fold == (out, inp, kernel):

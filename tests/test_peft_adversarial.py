@@ -26,6 +26,7 @@ class Model(nn.Module):
         self.q = nn.Linear(8, 6)
         self.emb = nn.Embedding(10, 8)
         self.conv = nn.Conv2d(4, 8, 3)
+        self.c1d = nn.Conv1d(4, 8, 3)
         self.head = nn.Linear(6, 2)
         self.blk = nn.ModuleDict({"q": nn.Linear(8, 6)})
 
@@ -47,7 +48,8 @@ REFUSED = {
     "lora_bias": (LoraConfig(target_modules=["q"], r=2, lora_bias=True), "lora_bias"),
     "embedding": (LoraConfig(target_modules=["emb"], r=2), "Embedding"),
     "modules_to_save": (LoraConfig(target_modules=["q"], r=2, modules_to_save=["head"]), "modules_to_save"),
-    "conv2d lokr": (LoKrConfig(target_modules=["conv"], r=2), "convolution|Conv2d|nn.Linear"),
+    # r = 2 >= max(b, d) / 2: PEFT holds w2 (4, 2, 3) full and torch.kron scrambles the Conv1d kernel
+    "conv1d lokr, full w2": (LoKrConfig(target_modules=["c1d"], r=2), "not a Kronecker product"),
 }
 
 
@@ -57,6 +59,18 @@ def test_refused_on_every_path(case, tmp_path):
     for convert in three_paths(config, tmp_path):
         with pytest.raises(SpecError, match=pattern):
             convert()
+
+
+def test_conv2d_lokr_converted_on_every_path(tmp_path):
+    """A Conv2d LoKr (full w2 (b, d, kh, kw) at r = 2): the same exact dW from the model, the state dict
+    and the directory (the kernel shows in w2, so no model is needed)."""
+    config = LoKrConfig(target_modules=["conv"], r=2, alpha=3, init_weights=False)
+    torch.manual_seed(0)
+    want = get_peft_model(Model(), config).base_model.model.conv.get_delta_weight("default")
+    for convert in three_paths(config, tmp_path):
+        spec, params = convert()
+        assert spec.identify() == "lokr" and spec.target_shapes == {"conv": (8, 4, 3, 3)}
+        torch.testing.assert_close(spec.contract(params)["conv"], want, rtol=1e-5, atol=1e-7)
 
 
 def test_lora_shapes_that_do_not_multiply_are_refused():

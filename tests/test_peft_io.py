@@ -1,5 +1,5 @@
 """load_peft / save_peft: one call each, forward parity with PEFT itself (GPT-2 Conv1D LoRA,
-Linear LoKr), and the refusals."""
+conv LoRA, Linear LoKr), and the refusals (conv LoKr: tests/test_peft_lokr_conv.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def gpt2() -> nn.Module:
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max())
+    return float((a - b).abs().max().detach() / b.abs().max().detach())
 
 
 def test_gpt2_conv1d_lora_both_ways(tmp_path):
@@ -67,8 +67,9 @@ def test_refusals(tmp_path):
     grouped = inject(copy.deepcopy(net), targets=["0", "1"], spec=dict(groups=1, fold="balanced", order=3, rank=2))
     with pytest.raises(SpecError, match="not representable as PEFT"):
         save_peft(grouped, tmp_path / "x")
-    heads = inject(copy.deepcopy(net), targets=["0"], spec=dict(rank=2), modules_to_save=["1"])
-    with pytest.raises(SpecError, match="modules_to_save"):
+    long = nn.Sequential(*[nn.Linear(8, 8) for _ in range(13)])  # PEFT's suffix rule: "2" would also select "12"
+    heads = inject(copy.deepcopy(long), targets=["0"], spec=dict(rank=2), modules_to_save=["2"])
+    with pytest.raises(SpecError, match="would also select"):
         save_peft(heads, tmp_path / "y")
     dora = peft.get_peft_model(copy.deepcopy(net), peft.LoraConfig(r=2, target_modules=["0"], use_dora=True))
     with pytest.raises(SpecError, match="magnitude"):
@@ -91,7 +92,7 @@ class ConvNet(nn.Module):
         return self.c3(h.flatten(2))
 
 
-def test_conv_lora_both_ways_and_lokr_conv_refused(tmp_path):
+def test_conv_lora_both_ways(tmp_path):
     torch.manual_seed(0)
     base = ConvNet()
     pm = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=2, lora_alpha=3, target_modules=["c1", "c2", "c3"],
@@ -108,11 +109,33 @@ def test_conv_lora_both_ways_and_lokr_conv_refused(tmp_path):
     save_peft(a, tmp_path / "ours")
     back = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours")
     torch.testing.assert_close(back(x), want, rtol=2e-5, atol=2e-6)
-    lokr = peft.get_peft_model(copy.deepcopy(base), peft.LoKrConfig(r=2, target_modules=["c1"], use_effective_conv2d=True))
-    with pytest.raises(SpecError, match="in_channels"):
-        load_peft(copy.deepcopy(base), lokr)
+
+
+def test_gpt2_sequence_classification_task_type_heads_both_ways(tmp_path):
+    """task_type="SEQ_CLS" (PEFT adds the classification head to modules_to_save): the head is read as
+    the adapter's own head and written back; PEFT's forward equal both ways."""
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_embd=24, n_head=2, vocab_size=40, n_positions=16, num_labels=3, pad_token_id=0)
+    base = transformers.GPT2ForSequenceClassification(config).eval()
+    pm = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(task_type="SEQ_CLS", r=2, lora_alpha=4, target_modules=["c_attn"],
+                                                                   init_lora_weights=False, fan_in_fan_out=True))
+    with torch.no_grad():
+        pm.base_model.model.score.modules_to_save["default"].weight.normal_()
+    pm.eval()
+    ids = torch.tensor([[1, 5, 9, 3, 7], [2, 4, 6, 8, 0]])
+    want = pm(input_ids=ids).logits
+    pm.save_pretrained(tmp_path / "peft")
+    for source in (pm, tmp_path / "peft"):
+        a = load_peft(copy.deepcopy(base), source).eval()
+        assert a.head_names == ["score"]
+        ERRORS["lora_seq_cls_head"] = max(ERRORS.get("lora_seq_cls_head", 0.0), rel(a(input_ids=ids).logits, want))
+        torch.testing.assert_close(a(input_ids=ids).logits, want, rtol=2e-5, atol=2e-6)
+    save_peft(a, tmp_path / "ours")
+    back = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours").eval()
+    torch.testing.assert_close(back(input_ids=ids).logits, want, rtol=2e-5, atol=2e-6)
 
 
 def test_report_largest_errors(capsys):
     with capsys.disabled():
         print(f"\nlargest relative forward error vs PEFT: {ERRORS}")
+

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SpecError
-from ..factorize import FACTORIZATIONS, lycoris_splits
+from ..factorize import LYCORIS_FACTORIZATIONS, lycoris_splits
 from ..spec import SuperLoRA
 from .lycoris_format import (
     KERNELS,
@@ -256,7 +256,7 @@ def _find_factorization(layers: list[Layer]) -> tuple[str, int]:
         wanted[la.name] = ((a, b), (c, d))
         candidates |= {a, b, c, d}
     for kernels in ((1,), KERNELS):  # a plain matrix first: a kernel is guessed only when nothing else fits
-        for convention in FACTORIZATIONS[1:]:
+        for convention in LYCORIS_FACTORIZATIONS:
             for factor in sorted(candidates):
                 picked = _kernels_fitting(layers, wanted, kernels, convention, factor)
                 if picked is None:

@@ -1,4 +1,4 @@
-"""PEFT interop: LoRA and LoKr adapters to SuperLoRA specs and back (nn.Linear layers).
+"""PEFT interop: LoRA and LoKr adapters to SuperLoRA specs and back (Linear, GPT-2 Conv1D, Conv1d/2d).
 
 - :func:`from_peft` reads a PEFT model (``get_peft_model``), or a state dict (the keys of
   ``adapter_model.safetensors``) with its ``adapter_config.json`` fields, or a directory holding
@@ -22,14 +22,19 @@ Conventions followed (docs/peft.md has the table):
 - Per-layer ranks (``rank_pattern``) are padded with zero columns to the largest rank (exact);
   per-layer scales become the spec's per-target ``scale``.
 - :func:`load_peft` / :func:`save_peft`: one call each between a PEFT adapter (directory or
-  live model) and an ``AdaptedModel``.
+  live model, several adapters too: ``default`` at the root, others in ``<dir>/<name>/``) and an
+  ``AdaptedModel`` with the same named adapters.
+- LoKr on ``nn.Conv1d``/``nn.Conv2d``, ``use_effective_conv2d`` included: :mod:`.peft_lokr`
+  (``factorization="peft-conv"``; the t2 core is a Tucker w2 on the kernel's own fold).
 - LoRA on GPT-2 ``Conv1D`` (``fan_in_fan_out``) is read and written: A and B are the same as on
   a Linear, dW is in (out, in) layout. LoRA on ``nn.Conv1d``/``nn.Conv2d`` (groups=1): dW is
   lora_B (out, r) @ lora_A (r, in*k...) in the kernel's shape, as PEFT's ``get_delta_weight``.
-- ``use_dora``, LoHa, LoKr with ``fan_in_fan_out``, LoKr on convolutions (with or without
-  ``use_effective_conv2d``), ``lora_bias``, LoRA on ``nn.Embedding``, ``modules_to_save`` heads
-  and factors whose shapes do not multiply are refused with a SpecError saying why, the same way
-  from a live model, a state dict or a directory (nothing is converted approximately or dropped).
+- ``use_dora``, LoHa, LoKr with ``fan_in_fan_out``, a Conv1d LoKr whose w2 PEFT holds full (its
+  ``torch.kron`` is not a Kronecker product over the kernel's modes), ``lora_bias``, LoRA on
+  ``nn.Embedding``, ``modules_to_save`` heads in :func:`from_peft` (a spec holds no head;
+  :func:`load_peft` / :func:`save_peft` carry them as each adapter's own heads) and factors whose
+  shapes do not multiply are refused with a SpecError saying why, the same way from a live model, a state dict or a directory
+  (nothing is converted approximately or dropped).
 - ``to_peft`` writes ``target_modules`` as one regex that fullmatches exactly the spec's target
   names, and ``rank_pattern`` / ``alpha_pattern`` keys anchored (``^name$``): PEFT matches list
   entries and pattern keys as name suffixes, so ``q`` would also select ``blk.q``.
@@ -48,8 +53,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError
-from ..factorize import peft_factorization
 from ..spec import SuperLoRA
+from .peft_lokr import check_lokr_layer, lokr_spec, pattern, scale_args, write_lokr
 
 __all__ = ["from_peft", "load_peft", "peft_zero_blocks", "save_peft", "to_peft"]
 
@@ -64,17 +69,29 @@ LOKR_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lokr_w
 
 
 # ====================================================================== reading
-def _check_config(cfg: Mapping[str, Any], kind: str) -> None:
-    """Settings that have no exact SuperLoRA form: refused, on every path (model, state dict, directory)."""
+def _check_config(cfg: Mapping[str, Any], kind: str, heads: bool = False) -> None:
+    """Settings that have no exact SuperLoRA form: refused, on every path (model, state dict, directory).
+    ``heads``: ``modules_to_save`` is read (``load_peft`` carries heads; a spec alone cannot)."""
     if cfg.get("fan_in_fan_out") and kind != "lora":
         raise SpecError("fan_in_fan_out", True, "False for LoKr (Conv1D-style transposed weights are converted for LoRA only)")
     if cfg.get("use_dora"):
         raise SpecError("use_dora", True, f"False ({NOT_REDUCTIONS['DORA']})")
     if cfg.get("lora_bias"):
         raise SpecError("lora_bias", True, "False (a trained bias on lora_B is not part of dW; it would be dropped)")
-    if cfg.get("modules_to_save"):
-        raise SpecError("modules_to_save", cfg["modules_to_save"], "None: heads trained in full are not an adapter; "
-                        "save them apart (superlora_tn.torch.inject(modules_to_save=...) carries them)")
+    if cfg.get("modules_to_save") and not heads:
+        raise SpecError("modules_to_save", cfg["modules_to_save"], "None for a spec: heads trained in full are not part of "
+                        "dW (load_peft reads them as the adapter's heads, inject(modules_to_save=...))")
+
+
+def _head_of(path: str, entries: Any) -> tuple[str, str] | None:
+    """(head module, tensor name) of a state-dict path under a ``modules_to_save`` entry (PEFT's
+    rule: a module whose name ends with the entry), the outermost such module."""
+    parts = path.split(".")
+    for i in range(1, len(parts)):
+        module = ".".join(parts[:i])
+        if any(module.endswith(e) for e in entries):
+            return module, ".".join(parts[i:])
+    return None
 
 
 _PARTS = {"lora": (("lora_A",), ("lora_B",)), "lokr": (("w1", "w1_a"), ("w2", "w2_a"))}
@@ -97,19 +114,7 @@ def _check_layer(name: str, tensors: Mapping[str, Any], kind: str) -> None:
         if shape is not None and tuple(shape) != (B.shape[0], *A.shape[1:]):
             raise SpecError(f"layer {name!r}", f"B A of shape {(B.shape[0], *A.shape[1:])}", f"the base weight's shape {tuple(shape)}")
         return
-    for key, value in t.items():
-        if getattr(value, "ndim", None) != 2:
-            raise SpecError(f"layer {name!r}", f"{key} of shape {tuple(getattr(value, 'shape', ()))}",
-                            "2-D nn.Linear LoKr weights (LoKr on convolutions is not converted)")
-    for k in ("1", "2"):
-        if f"w{k}" in t:
-            continue
-        a, b = t.get(f"w{k}_a"), t.get(f"w{k}_b")
-        if a is None or b is None:
-            raise SpecError(f"layer {name!r}", sorted(t), f"lokr_w{k}, or both lokr_w{k}_a and lokr_w{k}_b")
-        if a.shape[1] != b.shape[0]:
-            raise SpecError(f"layer {name!r}", f"lokr_w{k}_a {tuple(a.shape)}, lokr_w{k}_b {tuple(b.shape)}",
-                            "w_a (n, r) and w_b (r, m) with one r (these do not multiply)")
+    check_lokr_layer(name, tensors)
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -135,16 +140,10 @@ def _peft_type(cfg: Mapping[str, Any], keys: Any) -> str:
     raise SpecError("peft_type", cfg.get("peft_type"), '"LORA" or "LOKR" (or keys with lora_A/lora_B or lokr_w1/lokr_w2)')
 
 
-def _pattern(patterns: Mapping[str, Any] | None, module: str, default: Any) -> Any:
-    """PEFT's ``get_pattern_key`` rule: a pattern matches the module name or a dotted suffix of it."""
-    for key, value in (patterns or {}).items():
-        if re.match(rf"(.*\.)?({key})$", module):
-            return value
-    return default
-
-
-def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], dict[str, float], str, dict[str, Any]]:
-    """Layer tensors, PEFT's own scaling per layer, the adapter type and its config, from a live model."""
+def _from_model(model: Any, adapter: str, heads: dict[str, Any] | None = None
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, float], str, dict[str, Any]]:
+    """Layer tensors, PEFT's own scaling per layer, the adapter type and its config, from a live model.
+    ``heads``: filled with the adapter's ``modules_to_save`` copies (module -> state); None refuses them."""
     import torch.nn as nn
     from peft.tuners.lokr.layer import LoKrLayer
     from peft.tuners.lora.layer import LoraLayer
@@ -155,7 +154,13 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
     kinds = set()
     for name, module in model.named_modules():
         if type(module).__name__ == "ModulesToSaveWrapper":
-            raise SpecError("modules_to_save", name, "None: heads trained in full are not an adapter; save them apart")
+            if heads is None:
+                raise SpecError("modules_to_save", name, "None for a spec: heads trained in full are not part of dW "
+                                "(load_peft reads them as the adapter's heads)")
+            if adapter in module.modules_to_save:
+                state = module.modules_to_save[adapter].state_dict()
+                heads[name.removeprefix(PREFIX)] = {k: v.detach().clone() for k, v in state.items()}
+            continue
         if isinstance(module, LoraLayer) and adapter in getattr(module, "lora_embedding_A", {}):
             raise SpecError(f"layer {name!r}", "LoRA on nn.Embedding", "nn.Linear layers (lora_embedding_A/B are not converted)")
         if isinstance(module, LoraLayer) and adapter in module.lora_A:
@@ -171,10 +176,6 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
         base = module.get_base_layer()
         conv1d = type(base).__name__ == "Conv1D"
         conv = isinstance(base, nn.Conv1d | nn.Conv2d)
-        if isinstance(module, LoKrLayer) and not isinstance(base, nn.Linear):
-            raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear base layers for LoKr: on a convolution PEFT splits "
-                            "in_channels alone into Kronecker factors (and use_effective_conv2d adds a CP kernel core), which "
-                            "this spec's split of the flattened (out, in*k) kernel does not express")
         if not (isinstance(base, nn.Linear) or conv1d or conv):
             raise SpecError(f"layer {name!r}", type(base).__name__, "nn.Linear, nn.Conv1d/2d or GPT-2 Conv1D base layers")
         if conv and base.groups != 1:
@@ -195,9 +196,11 @@ def _from_model(model: Any, adapter: str) -> tuple[dict[str, dict[str, Any]], di
     return layers, scaling, kinds.pop(), cfg
 
 
-def _from_state_dict(state: Mapping[str, Any], cfg: Mapping[str, Any], adapter: str) -> tuple[dict[str, dict[str, Any]], str]:
+def _from_state_dict(state: Mapping[str, Any], cfg: Mapping[str, Any], adapter: str,
+                     heads: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, Any]], str]:
     kind = _peft_type(cfg, state.keys())
-    _check_config(cfg, kind)  # before the keys: a refused setting is named, not reported as an unknown key
+    _check_config(cfg, kind, heads is not None)  # before the keys: a refused setting is named, not reported as an unknown key
+    entries = cfg.get("modules_to_save") or []
     pattern = LORA_KEY if kind == "lora" else LOKR_KEY
     layers: dict[str, dict[str, Any]] = {}
     for key, value in state.items():
@@ -206,6 +209,10 @@ def _from_state_dict(state: Mapping[str, Any], cfg: Mapping[str, Any], adapter: 
             raise SpecError("state_dict key", key, "nn.Linear LoRA keys (LoRA on nn.Embedding is not converted)")
         if m is None and re.search(r"\.lora_B(\.[^.]+)?\.bias$", key):
             raise SpecError("lora_bias", True, "False (a trained bias on lora_B is not part of dW; it would be dropped)")
+        head = _head_of(key.removeprefix(PREFIX), entries) if m is None and heads is not None else None
+        if head is not None:
+            heads.setdefault(head[0], {})[head[1]] = value
+            continue
         if m is None:
             example = f"{PREFIX}<module>.{'lora_A.weight' if kind == 'lora' else 'lokr_w1'}"
             raise SpecError("state_dict key", key, f"{kind} adapter keys such as {example}")
@@ -238,22 +245,9 @@ def _load_dir(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return state, cfg
 
 
-def _lokr_parts(t: Mapping[str, Any]) -> tuple[Any, Any]:
-    """(w1, w2) each a tensor or a (w_a, w_b) pair, from PEFT's names (model names keep the lokr_ prefix)."""
-    t = {k.removeprefix("lokr_"): v for k, v in t.items()}
-    if "t2" in t:
-        raise SpecError("use_effective_conv2d", True, "False (the CP-decomposed conv kernel lokr_t2 is not converted)")
-    w1 = t["w1"] if "w1" in t else (t["w1_a"], t["w1_b"])
-    w2 = t["w2"] if "w2" in t else (t["w2_a"], t["w2_b"])
-    return w1, w2
-
-
-def _rows_cols(w: Any) -> tuple[int, int]:
-    return (w[0].shape[0], w[1].shape[1]) if isinstance(w, tuple) else (w.shape[0], w.shape[1])
-
-
 def from_peft(source: Any, config: Any = None, *, adapter_name: str = "default", scale_convention: str = "peft",
-              mixed: str = "dense", dtype: Any = None, seed: int = 0) -> tuple[SuperLoRA, dict[str, Any]]:
+              mixed: str = "dense", dtype: Any = None, seed: int = 0,
+              shapes: Mapping[str, Any] | None = None) -> tuple[SuperLoRA, dict[str, Any]]:
     """A SuperLoRA spec and its parameters (torch tensors) from a PEFT LoRA or LoKr adapter.
 
     ``source``: a PEFT model, a state dict (``adapter_model.safetensors`` keys) or a directory.
@@ -262,7 +256,21 @@ def from_peft(source: Any, config: Any = None, *, adapter_name: str = "default",
     ``scale_convention``: ``"peft"`` (alpha / r) or ``"lycoris"`` (scale 1 when w1 and w2 are dense).
     ``mixed``: LoKr layers where PEFT made a factor dense on some layers and low-rank on others:
     ``"dense"`` holds that factor dense on every layer (w_a @ w_b, exact), ``"error"`` refuses.
+    ``shapes``: the base weights' shapes, module name -> (out, in, *kernel), for a state dict or
+    a directory (a live model has them; :func:`load_peft` passes the model's). A LoKr convolution
+    needs it unless its kernel shows in its tensors (a full w2 or a t2 core): PEFT stores a
+    flattened w2 as (r, in * k).
     """
+    spec, params, _ = _convert(source, config, adapter_name=adapter_name, scale_convention=scale_convention, mixed=mixed,
+                               dtype=dtype, seed=seed, shapes=shapes)
+    return spec, params
+
+
+def _convert(source: Any, config: Any, *, adapter_name: str, scale_convention: str, mixed: str, dtype: Any, seed: int,
+             shapes: Mapping[str, Any] | None, heads: dict[str, Any] | None = None
+             ) -> tuple[SuperLoRA, dict[str, Any], dict[str, Any]]:
+    """:func:`from_peft`, plus the adapter's PEFT config (its dropout settings for :func:`load_peft`);
+    ``heads`` (a dict) is filled with its ``modules_to_save`` states instead of refusing them."""
     if mixed not in ("dense", "error"):
         raise SpecError("mixed", mixed, '"dense" or "error"')
     import torch
@@ -272,33 +280,28 @@ def from_peft(source: Any, config: Any = None, *, adapter_name: str = "default",
     scaling: dict[str, float] | None = None
     if isinstance(source, str | os.PathLike):
         state, cfg = _load_dir(os.fspath(source))
-        layers, kind = _from_state_dict(state, cfg, adapter_name)
+        layers, kind = _from_state_dict(state, cfg, adapter_name, heads)
     elif isinstance(source, Mapping):
         cfg = _config_dict(config)
-        layers, kind = _from_state_dict(source, cfg, adapter_name)
+        layers, kind = _from_state_dict(source, cfg, adapter_name, heads)
     elif hasattr(source, "named_modules"):
-        layers, scaling, kind, cfg = _from_model(source, adapter_name)
+        layers, scaling, kind, cfg = _from_model(source, adapter_name, heads)
         cfg.update(_config_dict(config))
     else:
         raise SpecError("source", type(source).__name__, "a PEFT model, a state dict or an adapter directory")
-    _check_config(cfg, kind)
+    _check_config(cfg, kind, heads is not None)
     for name, tensors in layers.items():
+        if shapes is not None and "__shape__" not in tensors and name in shapes:
+            tensors["__shape__"] = tuple(shapes[name])
         _check_layer(name, tensors, kind)
     names = list(layers)
     cast = (lambda x: x.detach().to(dtype)) if dtype is not None else (lambda x: x.detach().clone())
     if kind == "lora":
         spec, params = _lora_spec(layers, scaling, cfg, names, cast, seed)
     else:
-        spec, params = _lokr_spec(layers, scaling, cfg, names, cast, seed, scale_convention, mixed)
+        spec, params = lokr_spec(layers, scaling, cfg, cast, seed, scale_convention, mixed)
     del torch
-    return spec, params
-
-
-def _scale_args(scales: dict[str, float], uniform_alpha: float | None, rank_ref: int) -> dict[str, Any]:
-    """alpha when every layer has PEFT's alpha / r with r = the spec's rank; else per-target scales."""
-    if uniform_alpha is not None and all(s == uniform_alpha / rank_ref for s in scales.values()):
-        return {"alpha": uniform_alpha}
-    return {"alpha": None, "scale": scales}
+    return spec, params, cfg
 
 
 def _lora_spec(layers, scaling, cfg, names, cast, seed):
@@ -311,20 +314,20 @@ def _lora_spec(layers, scaling, cfg, names, cast, seed):
         if scaling is not None:
             scales[n] = scaling[n]
         else:
-            alpha = _pattern(cfg.get("alpha_pattern"), n, cfg.get("lora_alpha", 8))
+            alpha = pattern(cfg.get("alpha_pattern"), n, cfg.get("lora_alpha", 8))
             alphas[n] = alpha
             scales[n] = alpha / math.sqrt(ranks[n]) if cfg.get("use_rslora") else alpha / ranks[n]
     R = max(ranks.values())
     uniform = None
     if scaling is None and len(set(alphas.values())) == 1 and len(set(ranks.values())) == 1 and not cfg.get("use_rslora"):
         uniform = float(next(iter(alphas.values())))
-    spec = SuperLoRA([(n, shapes[n]) for n in names], rank=R, structure="lora", seed=seed, **_scale_args(scales, uniform, R))
+    spec = SuperLoRA([(n, shapes[n]) for n in names], rank=R, structure="lora", seed=seed, **scale_args(scales, uniform, R))
     params = {}
     for g, n in zip(spec.groups, names):
         A, B = cast(layers[n]["lora_A"]), cast(layers[n]["lora_B"])
         A, B = A.reshape(A.shape[0], -1), B.reshape(B.shape[0], -1)  # conv: (r, in*k...), (out, r) of the 1x1 lora_B
-        params[f"{g.prefix}k0_A0"] = _pad_cols(B, R)
-        params[f"{g.prefix}k0_A1"] = _pad_cols(A.T, R)
+        params[g.param_name(0, "A0")] = _pad_cols(B, R)
+        params[g.param_name(0, "A1")] = _pad_cols(A.T, R)
     return spec, params
 
 
@@ -335,65 +338,6 @@ def _pad_cols(x: Any, R: int) -> Any:
     if r == R:
         return x.contiguous()
     return torch.cat([x, torch.zeros(x.shape[0], R - r, dtype=x.dtype, device=x.device)], dim=1)
-
-
-def _lokr_spec(layers, scaling, cfg, names, cast, seed, convention, mixed):
-    factor = int(cfg.get("decompose_factor", -1))
-    parts = {n: _lokr_parts(layers[n]) for n in names}
-    peft_r = {}
-    for n in names:  # PEFT's r of each layer: a low-rank factor's width, else the config's r / rank_pattern
-        widths = [w[0].shape[1] for w in parts[n] if isinstance(w, tuple)]
-        peft_r[n] = max(widths) if widths else _pattern(cfg.get("rank_pattern"), n, cfg.get("r", 8))
-    structure = []
-    for k in range(2):
-        lowrank = {isinstance(parts[n][k], tuple) for n in names}
-        if len(lowrank) == 2:  # PEFT switched this factor to dense on some layers: hold it dense everywhere (exact)
-            if mixed == "error":
-                raise SpecError("mixed", mixed, f'"dense": LoKr factor w{k + 1} is low-rank on some layers and dense on others')
-            for n in names:
-                if isinstance(parts[n][k], tuple):
-                    w = parts[n][k]
-                    parts[n] = tuple((w[0] @ w[1]) if j == k else parts[n][j] for j in range(2))
-            lowrank = {False}
-        structure.append("lora" if lowrank.pop() else "dense")
-    shapes, scales, alphas, ranks = {}, {}, {}, {}
-    for n in names:
-        w1, w2 = parts[n]
-        (a, c), (b, d) = _rows_cols(w1), _rows_cols(w2)
-        shape = layers[n].get("__shape__", (a * b, c * d))
-        out_split, in_split = peft_factorization(shape[0], factor), peft_factorization(shape[1], factor)
-        if (a, b) != out_split or (c, d) != in_split:
-            raise SpecError("decompose_factor", factor, f"the factor that produced layer {n!r}: its w1 is {(a, c)}, w2 {(b, d)}, "
-                            f"but factorization gives w1 {(out_split[0], in_split[0])}, w2 {(out_split[1], in_split[1])} "
-                            "(or the layer is a convolution, whose LoKr is not converted)")
-        shapes[n] = shape
-        ranks[n] = peft_r[n]
-        both_dense = not any(isinstance(w, tuple) for w in _lokr_parts(layers[n]))
-        if scaling is not None:
-            s = scaling[n]
-        else:
-            alpha = _pattern(cfg.get("alpha_pattern"), n, cfg.get("alpha", 8))
-            alphas[n] = alpha
-            s = alpha / ranks[n]
-        scales[n] = 1.0 if (convention == "lycoris" and both_dense) else s
-    r_w = [max(p[k][0].shape[1] for p in parts.values()) if structure[k] == "lora" else 1 for k in range(2)]
-    rank_ref = max((r for r, s in zip(r_w, structure) if s == "lora"), default=1)
-    uniform = None
-    if scaling is None and convention == "peft" and len(set(alphas.values())) == 1 and len(set(ranks.values())) == 1 \
-            and next(iter(ranks.values())) == rank_ref:
-        uniform = float(next(iter(alphas.values())))
-    rank = [r_w[0] if structure[0] == "lora" else r_w[1], r_w[1] if structure[1] == "lora" else r_w[0]]
-    spec = SuperLoRA([(n, shapes[n]) for n in names], splits=2, exact_splits=True, split_factor=factor, structure=structure,
-                     rank=rank, seed=seed, **_scale_args(scales, uniform, rank_ref))
-    params = {}
-    for g, n in zip(spec.groups, names):
-        for k, w in enumerate(parts[n]):
-            if isinstance(w, tuple):
-                params[f"{g.prefix}k{k}_A0"] = _pad_cols(cast(w[0]), r_w[k])
-                params[f"{g.prefix}k{k}_A1"] = _pad_cols(cast(w[1]).T, r_w[k])
-            else:
-                params[f"{g.prefix}k{k}_dense"] = cast(w).contiguous()
-    return spec, params
 
 
 # ====================================================================== writing
@@ -444,26 +388,7 @@ def to_peft(spec: SuperLoRA, params: Mapping[str, Any], *, init_weights: bool | 
             state[f"{PREFIX}{n}.lora_B.weight"] = B.contiguous()
             ranks[n] = A.shape[0]
     else:
-        native = reductions.to_lokr(spec, tparams)
-        factors = spec.groups[0].factors
-        decompose_both = factors[0].structure == "lora"
-        if any(f.structure not in ("lora", "dense") for f in factors):
-            raise SpecError("structure", [f.structure for f in factors], "dense or lora LoKr factors for PEFT")
-        for g, n in zip(spec.groups, names):
-            w1, w2, _ = native[n]
-            (a, c), (b, d) = g.factors[0].shape, g.factors[1].shape
-            r = w2[0].shape[1] if isinstance(w2, tuple) else max(math.ceil(max(b, d) / 2), w1[0].shape[1] if isinstance(w1, tuple) else 1)
-            if isinstance(w2, tuple) and isinstance(w1, tuple):
-                r = max(r, w1[0].shape[1])
-            ranks[n] = r
-            use_w1 = not (decompose_both and r < max(a, c) / 2)
-            use_w2 = not (r < max(b, d) / 2)
-            for label, w, dense in (("w1", w1, use_w1), ("w2", w2, use_w2)):
-                if isinstance(w, tuple) and not dense:
-                    state[f"{PREFIX}{n}.lokr_{label}_a"] = _pad_cols(w[0], r)
-                    state[f"{PREFIX}{n}.lokr_{label}_b"] = _pad_cols(w[1].T, r).T.contiguous()
-                else:
-                    state[f"{PREFIX}{n}.lokr_{label}"] = (w[0] @ w[1] if isinstance(w, tuple) else w).contiguous()
+        state, ranks, lokr_fields = write_lokr(spec, tparams)
     scales = {n: spec.target_scale(n) for n in names}
     alphas = {n: scales[n] * ranks[n] for n in names}
     if spec.config["alpha"] is not None and not spec.config["scale"] and len(set(ranks.values())) == 1 \
@@ -481,8 +406,7 @@ def to_peft(spec: SuperLoRA, params: Mapping[str, Any], *, init_weights: bool | 
         config.update(lora_alpha=a0, init_lora_weights=init_weights if init_weights in (True, False) else True,
                       use_rslora=False, fan_in_fan_out=False, bias="none")
     else:
-        config.update(alpha=a0, decompose_both=decompose_both, decompose_factor=int(spec.config["split_factor"]),
-                      init_weights=init_weights, use_effective_conv2d=False)
+        config.update(alpha=a0, init_weights=init_weights, **lokr_fields)
     return state, config
 
 
@@ -503,60 +427,147 @@ def peft_zero_blocks(spec: SuperLoRA, convention: str = "peft") -> list[str]:
         k = 0 if convention == "peft" else 1
         f = g.factors[k]
         local = "dense" if f.structure == "dense" else ("A0" if k == 0 else "A1")
-        out.append(f"{g.prefix}k{k}_{local}")
+        out.append(g.param_name(k, local))
     return sorted(out)
 
 
 # ====================================================================== one call each
-def load_peft(model: Any, source: Any, *, adapter_name: str = "default", **kwargs: Any) -> Any:
+def _adapter_sources(source: Any, adapter_name: str | None) -> list[tuple[str, Any]]:
+    """(adapter name, what to read it from) for every adapter of a PEFT model or directory.
+
+    A live model: its ``peft_config`` names, the active adapter first. A directory in PEFT's
+    ``save_pretrained`` layout: ``default`` at its root, every other adapter in ``<dir>/<name>/``.
+    ``adapter_name``: that adapter only.
+    """
+    if hasattr(source, "named_modules"):
+        names = list(getattr(source, "peft_config", None) or {"default": None})
+        active = getattr(source, "active_adapter", names[0])
+        names = [active, *[n for n in names if n != active]] if active in names else names
+        found = [(n, source) for n in names]
+    elif isinstance(source, str | os.PathLike):
+        root = os.fspath(source)
+        found = [("default", root)] if os.path.isfile(os.path.join(root, "adapter_config.json")) else []
+        if os.path.isdir(root):
+            found += [(d, os.path.join(root, d)) for d in sorted(os.listdir(root))
+                      if os.path.isfile(os.path.join(root, d, "adapter_config.json"))]
+        if not found:
+            raise SpecError("source", root, "a directory with adapter_config.json and adapter_model.safetensors (or "
+                            "subdirectories <name>/ holding them, PEFT's layout for several adapters)")
+    else:
+        raise SpecError("source", type(source).__name__, "a PEFT model or an adapter directory")
+    if adapter_name is None:
+        return found
+    picked = [(n, s) for n, s in found if n == adapter_name]
+    if not picked:
+        raise SpecError("adapter_name", adapter_name, f"an adapter of the source: {', '.join(n for n, _ in found)}")
+    return picked
+
+
+def _dropout(cfg: Mapping[str, Any], name: str) -> float:
+    """PEFT's ``lora_dropout`` (this library's ``dropout=``); LoKr's training-time dropouts are not carried."""
+    import warnings
+
+    for key in ("rank_dropout", "module_dropout"):
+        if cfg.get(key):
+            warnings.warn(f"adapter {name!r}: PEFT's LoKr {key}={cfg[key]} acts in training only and is not carried "
+                          "(the loaded adapter's forward in eval mode equals PEFT's)", stacklevel=3)
+    return float(cfg.get("lora_dropout") or 0.0)
+
+
+def load_peft(model: Any, source: Any, *, adapter_name: str | None = None, **kwargs: Any) -> Any:
     """An ``AdaptedModel`` of ``model`` (the plain base model) whose forward equals PEFT's.
 
-    ``source``: a ``save_pretrained`` directory or a live PEFT model (its adapter is read; ``model``
-    must be another copy of the base). Keyword arguments go to :func:`from_peft`.
+    ``source``: a ``save_pretrained`` directory or a live PEFT model (``model`` must be another
+    copy of the base). Every adapter is read into a named adapter of the result (a directory:
+    ``default`` at its root, others in ``<dir>/<name>/``; a model: each of its ``peft_config``),
+    the PEFT model's active one (or ``default``) active; ``adapter_name`` reads that one only.
+    ``lora_dropout`` becomes the adapter's ``dropout``, ``modules_to_save`` its heads (each adapter
+    its own copy, as PEFT). Keyword arguments go to :func:`from_peft`.
     """
     import torch
 
     from ..torch import inject
+    from ..torch.targets import layer_kind, target_shape
 
     if hasattr(source, "named_modules") and source is model:
         raise SpecError("model", "the PEFT model itself", "the plain base model (a separate copy)")
-    spec, params = from_peft(source, adapter_name=adapter_name, **kwargs)
-    adapted = inject(model, None, spec)
-    with torch.no_grad():
-        for name, value in params.items():
-            adapted.adapter[name].copy_(value)
+    if "shapes" not in kwargs:
+        kinds = {n: (m, layer_kind(m)) for n, m in model.named_modules()}
+        kwargs["shapes"] = {n: target_shape(m, k) for n, (m, k) in kinds.items() if k is not None}
+    adapted = None
+    sources = _adapter_sources(source, adapter_name)
+    for name, src in sources:
+        heads: dict[str, Any] = {}
+        spec, params, cfg = _convert(src, None, adapter_name=name if hasattr(src, "named_modules") else "default", heads=heads,
+                                     **{"scale_convention": "peft", "mixed": "dense", "dtype": None, "seed": 0, **kwargs})
+        dropout = _dropout(cfg, name)
+        if adapted is None:
+            adapted = inject(model, None, spec, adapter_name=name, dropout=dropout, modules_to_save=list(heads) or None)
+        else:
+            adapted.add_adapter(name, spec, dropout=dropout, modules_to_save=list(heads) or None)
+            adapted.set_adapter(name)
+        with torch.no_grad():
+            for key, value in params.items():
+                adapted.adapter[key].copy_(value)
+            for head, state in heads.items():  # the adapter's own copy of each head (PEFT's modules_to_save)
+                adapted.base_model.get_submodule(head).load_state_dict(state, strict=True)
+    adapted.set_adapter(sources[0][0])
     return adapted
 
 
 def save_peft(adapted: Any, path: Any) -> Any:
-    """Write ``adapted``'s adapter as a PEFT directory (``PeftModel.from_pretrained`` loads it).
+    """Write ``adapted``'s adapters as a PEFT directory: ``default`` at ``path``, every other adapter
+    in ``path/<name>/``, as PEFT's ``save_pretrained`` (``PeftModel.from_pretrained`` loads the
+    first, ``load_adapter(path/<name>, adapter_name=<name>)`` the others). Returns the directory.
 
-    The spec must be LoRA or LoKr representable (one group per target, the natural fold...);
-    anything else is refused naming the reason. Returns the directory.
+    Each spec must be LoRA or LoKr representable (one group per target, the natural fold or a
+    conv kernel's own with a Tucker w2...); anything else is refused naming the reason, before
+    anything is written.
     """
     from pathlib import Path
 
     from safetensors.torch import save_file
 
-    kinds = {info.kind for info in adapted.layers.values()}
+    from ..torch.adapters import activated
+
+    out = Path(path)
+    written = []
+    for name in adapted.adapter_names:  # everything converted first: a refusal writes nothing
+        with activated(adapted, name):
+            written.append((out if name == "default" else out / name, *_peft_files(adapted)))
+    for directory, state, config in written:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(directory / "adapter_model.safetensors"))
+        (directory / "adapter_config.json").write_text(json.dumps(config, indent=1))
+    return out
+
+
+def _peft_files(adapted: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """PEFT's (state dict, adapter_config) of the active adapter."""
+    kinds = {adapted.layers[n].kind for n in adapted.spec.target_shapes}
     if "gpt2_conv1d" in kinds and len(kinds) > 1:
         raise SpecError("layers", sorted(kinds), "GPT-2 Conv1D alone: PEFT's fan_in_fan_out is one setting for every layer")
-    if adapted.head_names:
-        raise SpecError("modules_to_save", list(adapted.head_names), "no heads (PEFT keeps its own copies of them)")
     spec = adapted.spec
     kind = spec.identify()
     if kind not in ("lora", "lokr"):
         reason = ("groups mix layers" if len(spec.groups) != len(spec.targets) else "its settings are not LoRA's or LoKr's")
         raise SpecError("spec", kind, f"a LoRA or LoKr representable spec ({reason}: not representable as PEFT LoRA/LoKr)")
-    if kind == "lokr" and kinds != {"linear"}:
-        raise SpecError("layers", sorted(kinds), "nn.Linear targets for LoKr (PEFT's LoKr has no fan_in_fan_out, and splits a "
-                        "convolution's in_channels alone)")
+    if kind == "lokr" and "gpt2_conv1d" in kinds:
+        raise SpecError("layers", sorted(kinds), "nn.Linear or convolution targets for LoKr (PEFT's LoKr has no fan_in_fan_out)")
     state, config = to_peft(spec, {k: v.detach().cpu() for k, v in adapted.adapter.items()})
+    names = [n for n, _ in adapted.base_model.named_modules()]
+    for head in adapted.head_names:  # PEFT selects modules_to_save by plain string suffix: each must name one module
+        others = [n for n in names if n != head and n.endswith(head)]
+        if others:
+            raise SpecError("modules_to_save", head, f"a head name no other module ends with (PEFT's suffix rule would also "
+                            f"select {others[:3]})")
+        for key, value in adapted.base_model.get_submodule(head).state_dict().items():
+            state[f"{PREFIX}{head}.{key}"] = value.detach().cpu()
+    config["modules_to_save"] = list(adapted.head_names) or None
     if kind == "lora":
         config["fan_in_fan_out"] = kinds == {"gpt2_conv1d"}
+        config["lora_dropout"] = adapted.dropout
+    elif adapted.dropout:
+        raise SpecError("dropout", adapted.dropout, "0 for a LoKr adapter (PEFT's LoKr has no input dropout, only rank_dropout)")
     config.update(base_model_name_or_path=None, task_type=None, inference_mode=True)
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "adapter_model.safetensors"))
-    (out / "adapter_config.json").write_text(json.dumps(config, indent=1))
-    return out
+    return state, config

@@ -10,8 +10,8 @@ these from the model it is given, and each is answered here:
   subclass of ``AdaptedModel`` whose ``forward`` carries the base class's signature;
 - ``model.state_dict()``, which ``Trainer._save`` writes to ``model.safetensors`` for any model
   that is not a ``PreTrainedModel``/``PeftModel`` (``save_model`` and every checkpoint):
-  ``AdaptedModel.state_dict()`` holds the trainable state only, the adapter, the heads
-  (``modules_to_save``) and the adapter config (``_extra_state``: the JSON of
+  ``AdaptedModel.state_dict()`` holds the trainable state only, the adapters, their heads
+  (``modules_to_save``; the inactive adapters' in ``head_store``) and the adapter config (``_extra_state``: the JSON of
   ``adapter_config.json`` without the file checksums, as a uint8 tensor);
 - ``model.load_state_dict(state_dict, strict=False)`` (``resume_from_checkpoint``): the config is
   checked against the model's spec first (``SpecError`` before anything is copied), then the
@@ -58,7 +58,9 @@ def adapter_config(adapted: AdaptedModel) -> dict[str, Any]:
             "layers": {name: info.kind for name, info in adapted.layers.items()},
             "modules_to_save": list(adapted.head_names), "merged": adapted.merged, "dropout": adapted.dropout,
             "adapter_name": adapted.active_adapter,
-            "inactive_adapters": {name: slot["spec"].to_dict() for name, slot in adapted._slots.items()}}
+            "inactive_adapters": {name: slot["spec"].to_dict() for name, slot in adapted._slots.items()},
+            "inactive_heads": {name: list(slot["head_names"]) for name, slot in adapted._slots.items()},
+            "inactive_dropout": {name: slot["dropout"] for name, slot in adapted._slots.items()}}
 
 
 def encode(config: Mapping[str, Any]) -> torch.Tensor:
@@ -95,6 +97,10 @@ def check_config(adapted: AdaptedModel, config: Mapping[str, Any]) -> None:
     saved = {name: SuperLoRA.from_dict(d) for name, d in (config.get("inactive_adapters") or {}).items()}
     if saved != others:
         raise SpecError("inactive_adapters", sorted(saved), f"this model's inactive adapters {sorted(others)} with the same specs")
+    heads = {name: list(slot["head_names"]) for name, slot in adapted._slots.items()}
+    saved_heads = {name: list(config.get("inactive_heads", {}).get(name, [])) for name in saved}
+    if saved_heads != heads:
+        raise SpecError("inactive_heads", saved_heads, f"this model's inactive adapters' heads {heads}")
     check_merge_state(adapted, bool(config.get("merged", False)))  # W + dW loaded into an unmerged model...
     if adapted.merged:
         raise SpecError("load_state_dict", "a merged adapter", "an unmerged adapter (call unmerge() first)")
@@ -103,7 +109,8 @@ def check_config(adapted: AdaptedModel, config: Mapping[str, Any]) -> None:
 def trainable_keys(adapted: AdaptedModel, keys: Any, prefix: str = "") -> list[str]:
     """The state-dict keys ``AdaptedModel.state_dict()`` keeps: adapter, heads, extra state."""
     heads = tuple(f"{prefix}base_model.{h}." for h in adapted.head_names)
-    return [k for k in keys if k.startswith((f"{prefix}adapter.", f"{prefix}inactive_adapters.", f"{prefix}{EXTRA_STATE}", *heads))]
+    return [k for k in keys if k.startswith((f"{prefix}adapter.", f"{prefix}inactive_adapters.", f"{prefix}head_store.",
+                                             f"{prefix}{EXTRA_STATE}", *heads))]
 
 
 def filtered_state_dict(adapted: AdaptedModel, destination: Any, prefix: str, keep_vars: bool) -> Any:

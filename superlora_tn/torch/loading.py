@@ -102,7 +102,8 @@ def from_pretrained(model: nn.Module, path: Any, **kwargs: Any) -> AdaptedModel:
                      factored=kwargs.get("factored", "auto"), adapter_dtype=dtype, dropout=float(config.get("dropout", 0.0)),
                      adapter_name=config.get("adapter_name", "default"))
     for name, spec in (config.get("inactive_adapters") or {}).items():
-        adapted.add_adapter(name, SuperLoRA.from_dict(spec))
+        adapted.add_adapter(name, SuperLoRA.from_dict(spec), dropout=float((config.get("inactive_dropout") or {}).get(name, 0.0)),
+                            modules_to_save=(config.get("inactive_heads") or {}).get(name) or None)
     adapted.load_state_dict(state)  # strict: every adapter and head, checked against the config first
     if not kwargs.get("is_trainable", True):
         for p in adapted.parameters():

@@ -93,6 +93,7 @@ class AdaptedModel(nn.Module):
         for head in self.head_names:
             for p in modules[head].parameters():
                 p.requires_grad_(True)
+        _adapters.keep_head_originals(self)  # the base's own heads, for adapters that do not name them (adapters.py)
         self._depth = 0
         self._cache: dict[str, torch.Tensor] | None = None  # this forward's shared dW
         self._last: dict[str, torch.Tensor] = {}  # the last forward's, until backward (checkpoint recompute)
@@ -172,7 +173,8 @@ class AdaptedModel(nn.Module):
 
     def add_adapter(self, adapter_name: str, spec: Mapping[str, Any] | SuperLoRA | None = None, **kwargs: Any) -> None:
         """Add an inactive adapter with its own spec; ``targets=``, ``exclude=``, ``zero_init=``,
-        ``dropout=``, ``memory=`` as in ``inject`` (targets default to the model's defaults)."""
+        ``dropout=``, ``memory=``, ``modules_to_save=`` (its own copies of those heads) as in
+        ``inject`` (targets default to the model's defaults)."""
 
         _adapters.add_adapter(self, adapter_name, spec, **kwargs)
 
@@ -434,7 +436,8 @@ class AdaptedModel(nn.Module):
             return
         if adapter_name not in self._slots:
             config, _ = _io.read(path)
-            self.add_adapter(adapter_name, SuperLoRA.from_dict(config["spec"]), dropout=float(config.get("dropout", 0.0)))
+            self.add_adapter(adapter_name, SuperLoRA.from_dict(config["spec"]), dropout=float(config.get("dropout", 0.0)),
+                             modules_to_save=config.get("modules_to_save") or None)
         with _adapters.activated(self, adapter_name):
             _io.load_into(self, path)
 
