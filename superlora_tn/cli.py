@@ -211,10 +211,10 @@ def print_groups(spec: Any, rows: list[dict[str, Any]] | None = None, per_group:
     from .summary import collapse_rows, group_label, group_rows
 
     rows = group_rows(spec) if rows is None else rows
-    proj = spec.config["projection"]
+    proj = spec.config.projection
     extra = (f", scale {spec.scale_factor:g}" if spec.scale_factor != 1 else "") + (
         f", projection {type(proj).__name__}({proj.ratio:g})" if proj else "") + (
-        f", shuffle seed {spec.config['shuffle']}" if spec.config["shuffle"] is not None else "")
+        f", shuffle seed {spec.config.shuffle}" if spec.config.shuffle is not None else "")
     echo(f"SuperLoRA over {len(spec.targets)} targets ({_si(spec.num_entries)} entries): {len(spec.groups)} groups, "
          f"{spec.num_params:,} params, compression {spec.compression:.1f}x{extra}")
     cols = ["group", "fold", "splits", "structure", "equation", "params", "compr.", "FLOPs", "largest"]

@@ -265,8 +265,8 @@ def _stages(spec: SuperLoRA, net: GroupNetwork) -> list[str]:
         stages.append(f"cut to fold\n{' x '.join(map(str, net.fold))}\nkeep n'={net.generated}")
     if net.projection is not None:
         stages.append(f"F: {type(net.projection).__name__}\nrho={net.projection.ratio:g}\n{net.generated} -> {net.size}")
-    if spec.config["shuffle"] is not None:
-        stages.append(f"shuffle\nseed {spec.config['shuffle']}")
+    if spec.config.shuffle is not None:
+        stages.append(f"shuffle\nseed {spec.config.shuffle}")
     names = [shorten(s.target) for s in net.segments]
     shown = "\n".join(names[:2]) + (f"\n... ({len(names)} targets)" if len(names) > 2 else "")
     stages.append(f"dW: {net.size} entries\n{shown}")

@@ -59,7 +59,7 @@ def _index(spec: SuperLoRA, name: str) -> int:
 def grouping_scene(spec: SuperLoRA) -> Scene:
     """The picture as a :class:`~superlora_tn.draw.Scene` (see the module docstring)."""
     scene = Scene()
-    proj, shuffle = spec.config["projection"], spec.config["shuffle"]
+    proj, shuffle = spec.config.projection, spec.config.shuffle
     networks = [f"group {g.index}: {'+'.join(f.structure for f in g.factors)}\nfold {'x'.join(map(str, g.fold))}"
                 f" {rank_label(g.factors[-1].structure, g.factors[-1].ranks)}\n{g.num_params:,} params"
                 for g in spec.groups]
@@ -89,7 +89,7 @@ def grouping_scene(spec: SuperLoRA) -> Scene:
         scene.boxes.append({"x0": x_key, "y0": y - 0.12, "x1": x_key + 0.24, "y1": y + 0.12, "kind": "cell",
                             "fc": PALETTE[i % len(PALETTE)], "gid": f"key:{i}"})
         scene.text(x_key + 0.36, y, f"{shorten(t.name)} {'x'.join(map(str, t.shape))}", 8, ha="left")
-    fold = spec.config["fold"]
+    fold = spec.config.fold
     head = (f"{len(spec.targets)} targets in {len(spec.groups)} groups, fold {fold}"
             + (f", {type(proj).__name__}({proj.ratio:g})" if proj else "")
             + (f", shuffled (seed {shuffle})" if shuffle is not None else ", not shuffled"))

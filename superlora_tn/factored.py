@@ -61,7 +61,7 @@ def _find_alignment(spec: SuperLoRA, name: str) -> Alignment | None:
     if target is None:
         raise SpecError("target", name, f"one of the spec's targets ({', '.join(t.name for t in spec.targets[:4])}, ...)")
     pieces = spec.plan().pieces[name]
-    if len(target.shape) != 2 or spec.config["shuffle"] is not None or len(pieces) != 1:
+    if len(target.shape) != 2 or spec.config.shuffle is not None or len(pieces) != 1:
         return None
     g = spec.groups[pieces[0][0]]
     if g.projection is not None or g.kron_shape != g.fold or len(g.fold) < 2:

@@ -85,7 +85,7 @@ def check_device(backend: Any, device: Any, dtype: Any) -> None:
 
 def draw_numpy(spec: SuperLoRA, seed: int | None = None) -> dict[str, np.ndarray]:
     """All parameters as float64 NumPy arrays, none zeroed."""
-    seed = spec.config["seed"] if seed is None else as_nonnegative_int("seed", seed)
+    seed = spec.config.seed if seed is None else as_nonnegative_int("seed", seed)
     out: dict[str, np.ndarray] = {}
     for g in spec.groups:
         rng = np.random.default_rng([seed, g.index])

@@ -144,7 +144,7 @@ class Plan:
         #: per batch, how its result becomes dW (one computation, read by every executor)
         self.layouts = tuple(BatchLayout.of(b, spec) for b in self.batches)
         #: every target is one group's whole output and nothing is shuffled: the runner's case
-        self.plain = spec.config["shuffle"] is None and all(lay.plain for lay in self.layouts)
+        self.plain = spec.config.shuffle is None and all(lay.plain for lay in self.layouts)
         self.pieces = self._target_pieces()
         #: (source -> consecutive piece sizes covering it, target -> [(source, piece number)])
         self.piece_layout = self._piece_layout()
@@ -158,7 +158,7 @@ class Plan:
         Unshuffled, a target's entries come from the groups holding its segments. Shuffled,
         dW_all (targets in spec order, row-major) = z[perm], so a target is one slice of z[perm].
         """
-        if self.spec.config["shuffle"] is not None:
+        if self.spec.config.shuffle is not None:
             return {t.name: [(-1, t.offset, t.offset + t.size)] for t in self.spec.targets}
         pieces: dict[str, list[tuple[int, int, int, int]]] = {t.name: [] for t in self.spec.targets}
         for g in self.spec.groups:
@@ -189,7 +189,7 @@ class Plan:
 
     def permutation(self) -> np.ndarray | None:
         """The shuffle: dW_all = z[perm] (z: the groups' outputs concatenated), drawn once from its seed."""
-        seed = self.spec.config["shuffle"]
+        seed = self.spec.config.shuffle
         if seed is None:
             return None
         return np.random.default_rng([seed, 0x5AF]).permutation(self.spec.num_entries)
@@ -211,7 +211,7 @@ class Plan:
                 return [convert(v) for v in value]
             return value
 
-        seed = self.spec.config["seed"]
+        seed = self.spec.config.seed
         projections = []
         for batch in self.batches:
             proj = batch.template.projection

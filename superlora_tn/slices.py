@@ -34,7 +34,7 @@ __all__ = ["group_range", "leading_rows", "shares_groups", "target_delta", "targ
 
 def shares_groups(spec: SuperLoRA, name: str) -> bool:
     """True when target ``name``'s entries come from a group that also feeds other targets (or a shuffle)."""
-    if spec.config["shuffle"] is not None:
+    if spec.config.shuffle is not None:
         return True
     groups = {src for src, _, _ in spec.plan().pieces[name]}
     return any(len(spec.groups[g].segments) > 1 for g in groups)
@@ -42,7 +42,7 @@ def shares_groups(spec: SuperLoRA, name: str) -> bool:
 
 def target_params(spec: SuperLoRA, name: str) -> list[str]:
     """The parameter names target ``name``'s dW depends on (all of them when shuffled)."""
-    if spec.config["shuffle"] is not None:
+    if spec.config.shuffle is not None:
         return list(spec.plan().param_shapes)
     groups = dict.fromkeys(src for src, _, _ in spec.plan().pieces[name])
     return [t.name for g in groups for t in spec.groups[g].tensors]
@@ -63,7 +63,7 @@ def target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, backend:
 
 def _target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, be: Backend) -> Any:
     target = next(t for t in spec.targets if t.name == name)
-    if spec.config["shuffle"] is not None:
+    if spec.config.shuffle is not None:
         from .execute import contract
 
         return contract(spec, dict(params), backend=be.name)[name]

@@ -237,15 +237,15 @@ class SuperLoRA:
 
     def _splits(self, fold: tuple[int, ...], segments: Any) -> list[tuple[int, ...]]:
         """Per fold mode, the K factor sizes (for ``compose="hadamard"`` each factor takes the whole mode)."""
-        c, K = self.config, self.config["splits"]
-        if c["compose"] == "hadamard":
+        c, K = self.config, self.config.splits
+        if c.compose == "hadamard":
             return [(n,) * K for n in fold]
-        if c["factorization"] != "peft":
+        if c.factorization != "peft":
             target = self._by_name[segments[0].target]
             if len(segments) != 1 or segments[0].size != target.size:
-                raise SpecError("factorization", c["factorization"], '"peft" unless groups="weight" (LyCORIS splits whole weights)')
-            return lycoris_splits(target.shape, fold, c["factorization"], c["split_factor"])
-        return [mode_split(n, K, exact=c["exact_splits"], factor=c["split_factor"]) for n in fold]
+                raise SpecError("factorization", c.factorization, '"peft" unless groups="weight" (LyCORIS splits whole weights)')
+            return lycoris_splits(target.shape, fold, c.factorization, c.split_factor)
+        return [mode_split(n, K, exact=c.exact_splits, factor=c.split_factor) for n in fold]
 
     def _order(self) -> int:
         fold, order = self.config.fold, self.config.order
@@ -282,16 +282,16 @@ class SuperLoRA:
         return tuple(result)
 
     def _factor(self, k: int, shape: tuple[int, ...]) -> FactorSpec:
-        c, M, K = self.config, len(shape), self.config["splits"]
-        structure = _per_factor("structure", c["structure"], K, k)
+        c, M, K = self.config, len(shape), self.config.splits
+        structure = _per_factor("structure", c.structure, K, k)
         if structure is None:
             structure = "lora" if M == 2 else "tucker"
         kind = structure_named(structure)  # the structure's own rules: structures.STRUCTURE_REGISTRY
         if not kind.ranked:
             return FactorSpec(structure, shape, ())
         kind.check_order(M)
-        identity = kind.identity(shape, tuple(c["identity_modes"]))
-        ranks = kind.ranks(shape, _per_factor("rank", c["rank"], K, k), identity, c["rank"])
+        identity = kind.identity(shape, tuple(c.identity_modes))
+        ranks = kind.ranks(shape, _per_factor("rank", c.rank, K, k), identity, c.rank)
         return FactorSpec(structure, shape, ranks, identity)
 
     # ----------------------------------------------------------------- symbolic facts

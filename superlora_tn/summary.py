@@ -73,15 +73,15 @@ def group_label(ids: list[int]) -> str:
 
 
 def summary(spec: SuperLoRA) -> str:
-    proj = spec.config["projection"]
+    proj = spec.config.projection
     head = (
         f"SuperLoRA: {len(spec.targets)} targets, {spec.num_entries} entries, {len(spec.groups)} groups, "
         f"{spec.num_params} params (compression {spec.compression:.1f}x), scale {spec.scale_factor:g}"
     )
     if proj is not None:
         head += f", projection {type(proj).__name__}(ratio={proj.ratio})"
-    if spec.config["shuffle"] is not None:
-        head += f", shuffle seed {spec.config['shuffle']}"
+    if spec.config.shuffle is not None:
+        head += f", shuffle seed {spec.config.shuffle}"
     cols = ["group", "entries", "fold", "splits", "structure", "equation", "params", "flops", "largest"]
     rows = group_rows(spec)
     merged = collapse_rows(rows)

@@ -28,7 +28,7 @@ Conventions (docs/lycoris.md has the tables):
 >>> state = {"lycoris_fc.lokr_w1": torch.randn(4, 4, generator=g), "lycoris_fc.lokr_w2_a": torch.randn(8, 2, generator=g),
 ...          "lycoris_fc.lokr_w2_b": torch.randn(2, 8, generator=g), "lycoris_fc.alpha": torch.tensor(1.0)}
 >>> spec, params = from_lycoris(state)
->>> spec.identify(), spec.target_shapes, spec.config["factorization"]
+>>> spec.identify(), spec.target_shapes, spec.config.factorization
 ('lokr', {'lycoris_fc': (32, 32)}, 'lycoris')
 >>> back = to_lycoris(spec, params)
 >>> all(torch.equal(back[k], v) for k, v in state.items())

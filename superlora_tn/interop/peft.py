@@ -391,9 +391,9 @@ def to_peft(spec: SuperLoRA, params: Mapping[str, Any], *, init_weights: bool | 
         state, ranks, lokr_fields = write_lokr(spec, tparams)
     scales = {n: spec.target_scale(n) for n in names}
     alphas = {n: scales[n] * ranks[n] for n in names}
-    if spec.config["alpha"] is not None and not spec.config["scale"] and len(set(ranks.values())) == 1 \
+    if spec.config.alpha is not None and not spec.config.scale and len(set(ranks.values())) == 1 \
             and next(iter(ranks.values())) == spec.rank_ref:
-        alphas = dict.fromkeys(names, spec.config["alpha"])  # the spec's own alpha, so PEFT's alpha / r is bit-identical
+        alphas = dict.fromkeys(names, spec.config.alpha)  # the spec's own alpha, so PEFT's alpha / r is bit-identical
     r0, a0 = _common(ranks), _common(alphas)
     config: dict[str, Any] = {
         "peft_type": kind.upper(),

@@ -291,7 +291,7 @@ def write_lokr(spec: SuperLoRA, tp: Mapping[str, Any]) -> tuple[dict[str, Any], 
     if any(f.structure not in ("lora", "dense", "tucker") for f in factors) or effective != (len(spec.groups[0].fold) > 2):
         raise SpecError("structure", [f.structure for f in factors], "dense or lora LoKr factors, or a Tucker w2 on a kernel's "
                         "own fold (use_effective_conv2d) for PEFT")
-    factor = int(spec.config["split_factor"])
+    factor = int(spec.config.split_factor)
     state: dict[str, Any] = {}
     ranks: dict[str, int] = {}
     for g, t in zip(spec.groups, spec.targets):
@@ -300,7 +300,7 @@ def write_lokr(spec: SuperLoRA, tp: Mapping[str, Any]) -> tuple[dict[str, Any], 
         a, c = f1.shape[:2]
         b, d = f2.shape[0], shape[1] // c
         if ((a, b), (c, d)) != (peft_factorization(shape[0], factor), peft_factorization(shape[1], factor)):
-            raise SpecError("factorization", spec.config["factorization"], f"splits PEFT's factorization(dim, {factor}) gives "
+            raise SpecError("factorization", spec.config.factorization, f"splits PEFT's factorization(dim, {factor}) gives "
                             f"(target {t.name!r}: w1 {(a, c)}, w2 {(b, d)}; PEFT's w1 is "
                             f"{(peft_factorization(shape[0], factor)[0], peft_factorization(shape[1], factor)[0])})")
         r1 = f1.ranks[0] if f1.structure != "dense" else 0

@@ -115,7 +115,7 @@ def array_backend(params: Mapping[str, Any]) -> Any:
 
 def extra(spec: SuperLoRA, name: str) -> float:
     """Target ``name``'s own ``scale=`` multiplier (1 when none)."""
-    return float((spec.config["scale"] or {}).get(name, 1.0))
+    return float((spec.config.scale or {}).get(name, 1.0))
 
 
 def check_scale(key: Any, given: Any, expected: float) -> None:
@@ -212,7 +212,7 @@ def single(spec: SuperLoRA) -> FactorSpec | None:
 
 def kron_pairs(spec: SuperLoRA) -> bool:
     """Several Kronecker (not Hadamard) factors per group."""
-    return len(spec.groups[0].factors) > 1 and spec.config["compose"] == "kron"
+    return len(spec.groups[0].factors) > 1 and spec.config.compose == "kron"
 
 
 def conv_orders(targets: Any) -> int:

@@ -48,7 +48,7 @@ class LoHa(LoKr):
 
     def recognise(self, spec: SuperLoRA) -> bool:
         """Two rank-r factors of each weight multiplied entry-wise (LyCORIS ``hada_*``), or its Tucker conv form."""
-        if spec.config["compose"] != "hadamard" or any(len(g.factors) != 2 for g in spec.groups):
+        if spec.config.compose != "hadamard" or any(len(g.factors) != 2 for g in spec.groups):
             return False
         fs = spec.groups[0].factors
         if len(spec.groups[0].fold) == 2:
