@@ -18,12 +18,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import facade  # noqa: F401  (gives every spec its operations: contract, init, plan, ...)
 from .backends import available_backends, backend_for, get_backend
 from .errors import SpecError
+from .facade import SuperLoRA
 from .projection import Fastfood, Gaussian, Projection
 from .reductions import check_reduction
-from .spec import SuperLoRA
 
 __all__ = [
     "Fastfood",

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import SpecError
+from .facade import SuperLoRA
 from .factored import factored_targets
 from .presets import group_by_kind
 from .projection import Fastfood
 from .registry import VARIANT_REGISTRY
-from .spec import SuperLoRA
 from .validate import is_positive_int
 
 __all__ = ["RANK_BY", "Candidate", "best_per_variant", "fit_budget", "measured_family", "settings_grid", "variant_of"]

@@ -131,14 +131,15 @@ def _parse_projection(text: str) -> Any:
 
 def _spec_file(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(SuperLoRA kwargs, targets or None) from a saved spec or an argument mapping."""
+    from .facade import SuperLoRA
     from .presets import _read_structured
-    from .serialize import projection_from_dict, spec_from_dict
+    from .serialize import projection_from_dict
 
     data = _read_structured(Path(path))
     if not isinstance(data, dict):
         raise SpecError("--spec", path, "a JSON/YAML mapping")
     if data.get("format") == "superlora_tn.spec":
-        spec = spec_from_dict(data)
+        spec = SuperLoRA.from_dict(data)
         return dict(spec.config), {t.name: t.shape for t in spec.targets}
     config = data.get("config", data)
     if not isinstance(config, dict):
@@ -158,7 +159,8 @@ def _spec_file(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
 
 def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") -> Any:
     """The SuperLoRA described by the target and spec flags (flags win over --spec)."""
-    from .spec import SPEC_ARGUMENTS, SuperLoRA
+    from .facade import SuperLoRA
+    from .spec import SPEC_ARGUMENTS
 
     kwargs: dict[str, Any] = {}
     file_targets = None

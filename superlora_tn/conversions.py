@@ -21,7 +21,7 @@ from .native import _require, to_native
 from .registry.base import array_backend, extra
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .facade import SuperLoRA
 
 __all__ = ["Conversion", "lokr_to_lora", "lotr_to_lora", "svd_to_lora", "to_lora_spec"]
 

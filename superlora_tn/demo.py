@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from .backends import available_backends, get_backend
+from .facade import SuperLoRA
 from .presets import group_by_kind, preset_targets
 from .projection import Fastfood
-from .spec import SuperLoRA
 
 __all__ = ["DEMO_SPECS", "agreement", "demo_specs", "run_demo"]
 

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import SpecError
 
 if TYPE_CHECKING:
+    from .facade import SuperLoRA
     from .network import GroupNetwork
-    from .spec import SuperLoRA
 
 __all__ = ["Scene", "draw", "factor_layout", "layout", "rank_label", "render", "shorten", "text_size"]
 

@@ -22,7 +22,7 @@ import numpy as np
 from .draw import Scene, rank_label, render, shorten, text_size
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .facade import SuperLoRA
 
 __all__ = ["PALETTE", "cell_targets", "draw_grouping", "grouping_scene"]
 

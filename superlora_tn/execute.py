@@ -21,12 +21,12 @@ from .lowering import SMALL_OUTPUT, Program, program, run_program  # noqa: F401 
 from .runner import params_ok, runner_for
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .spec import SpecValue
 
 __all__ = ["Program", "check_params", "contract", "contract_general", "group_outputs", "program", "run_program"]
 
 
-def check_params(spec: SuperLoRA, params: Mapping[str, Any]) -> None:
+def check_params(spec: SpecValue, params: Mapping[str, Any]) -> None:
     """SpecError if names, shapes or dtypes of ``params`` do not match the spec."""
     expected = spec.plan().param_shapes
     if params.keys() != expected.keys():
@@ -48,7 +48,7 @@ def check_params(spec: SuperLoRA, params: Mapping[str, Any]) -> None:
             raise SpecError(f"params[{name!r}]", f"dtype {p.dtype}", f"one dtype for all parameters ({dtype})")
 
 
-def group_outputs(spec: SuperLoRA, params: Mapping[str, Any], backend: Backend, exact: bool = True) -> list[Any]:
+def group_outputs(spec: SpecValue, params: Mapping[str, Any], backend: Backend, exact: bool = True) -> list[Any]:
     """Each group's n entries (after the cut and the projection), as 1-D arrays in group order.
 
     ``exact=False`` may leave a truncated fold's surplus entries at the end of an output (the
@@ -78,7 +78,7 @@ def group_outputs(spec: SuperLoRA, params: Mapping[str, Any], backend: Backend, 
     return out
 
 
-def _resolve(spec: SuperLoRA, params: Mapping[str, Any] | None, backend: Backend, dtype: Any) -> tuple[Any, Mapping[str, Any]]:
+def _resolve(spec: SpecValue, params: Mapping[str, Any] | None, backend: Backend, dtype: Any) -> tuple[Any, Mapping[str, Any]]:
     if params is None:
         be = get_backend(backend if backend is not None else "numpy")
         return be, spec.init(be, zero_init=False, dtype=dtype)
@@ -96,9 +96,9 @@ def _resolve(spec: SuperLoRA, params: Mapping[str, Any] | None, backend: Backend
     return be, params
 
 
-def contract(spec: SuperLoRA, params: Mapping[str, Any] | None = None, *, backend: str | Backend | None = None,
+def contract(spec: SpecValue, params: Mapping[str, Any] | None = None, *, backend: str | Backend | None = None,
              dtype: Any = None, out: Any = None) -> dict[str, Any]:
-    """dW for every target (see ``SuperLoRA.contract``); ``out`` writes into caller buffers.
+    """dW for every target (see ``SpecValue.contract``); ``out`` writes into caller buffers.
 
     Under torch autocast the adapter math runs with autocast off, in the parameters' dtype.
     """
@@ -111,7 +111,7 @@ def contract(spec: SuperLoRA, params: Mapping[str, Any] | None = None, *, backen
     return _contract(spec, params, be, like, out)
 
 
-def _contract(spec: SuperLoRA, params: Mapping[str, Any], be: Backend, like: Any, out: Any) -> dict[str, Any]:
+def _contract(spec: SpecValue, params: Mapping[str, Any], be: Backend, like: Any, out: Any) -> dict[str, Any]:
     if out is not None:
         return _contract_into(spec, params, be, out)
     run = runner_for(spec, be, like)
@@ -120,7 +120,7 @@ def _contract(spec: SuperLoRA, params: Mapping[str, Any], be: Backend, like: Any
     return contract_general(spec, params, be)
 
 
-def contract_general(spec: SuperLoRA, params: Mapping[str, Any], be: Backend) -> dict[str, Any]:
+def contract_general(spec: SpecValue, params: Mapping[str, Any], be: Backend) -> dict[str, Any]:
     """The general fresh path: cuts, projections, shuffles, targets spanning groups."""
     plan = spec.plan()
     perm = plan.constants(be, next(iter(params.values())))["perm"]
@@ -145,7 +145,7 @@ def contract_general(spec: SuperLoRA, params: Mapping[str, Any], be: Backend) ->
     return result
 
 
-def _out_views(spec: SuperLoRA, be: Backend, out: Any, like: Any) -> tuple[dict[str, Any], Any]:
+def _out_views(spec: SpecValue, be: Backend, out: Any, like: Any) -> tuple[dict[str, Any], Any]:
     """Validate ``out``: name -> buffer per target, plus the flat dW_all buffer (or None)."""
     if not be.supports_out:
         raise SpecError("out", f"a {be.name} array", "None: this backend's arrays are immutable (use the returned dict)")
@@ -174,7 +174,7 @@ def _out_views(spec: SuperLoRA, be: Backend, out: Any, like: Any) -> tuple[dict[
     return views, flat
 
 
-def _contract_into(spec: SuperLoRA, params: Mapping[str, Any], be: Backend, out: Any) -> dict[str, Any]:
+def _contract_into(spec: SpecValue, params: Mapping[str, Any], be: Backend, out: Any) -> dict[str, Any]:
     """Write dW into caller buffers: the last contraction step writes each group's dW in place.
 
     Weight-wise groups without cut, projection or shuffle are written directly (a batch of

@@ -32,7 +32,7 @@ from .plan import expression
 from .slices import leading_rows
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .spec import SpecValue
 
 __all__ = ["apply_delta", "factored_equation", "factored_supported", "factored_targets", "prefer_factored"]
 
@@ -48,7 +48,7 @@ class Alignment:
     split: int
 
 
-def _alignment(spec: SuperLoRA, name: str) -> Alignment | None:
+def _alignment(spec: SpecValue, name: str) -> Alignment | None:
     """Cached on the spec's plan (a spec's hash is its whole description: too slow per call)."""
     cache = spec.plan().__dict__.setdefault("_alignments", {})
     if name not in cache:
@@ -56,7 +56,7 @@ def _alignment(spec: SuperLoRA, name: str) -> Alignment | None:
     return cache[name]
 
 
-def _find_alignment(spec: SuperLoRA, name: str) -> Alignment | None:
+def _find_alignment(spec: SpecValue, name: str) -> Alignment | None:
     target = next((t for t in spec.targets if t.name == name), None)
     if target is None:
         raise SpecError("target", name, f"one of the spec's targets ({', '.join(t.name for t in spec.targets[:4])}, ...)")
@@ -80,14 +80,14 @@ def _find_alignment(spec: SuperLoRA, name: str) -> Alignment | None:
     return None
 
 
-def factored_supported(spec: SuperLoRA, name: str) -> bool:
+def factored_supported(spec: SpecValue, name: str) -> bool:
     """True when target ``name`` can be applied to activations without materialising dW: its
     entries are whole rows of its group's leading index (a weight-wise natural fold, or a stack
     fold of same-shape targets, LoTR-like) whose other indices split into its rows and columns."""
     return _alignment(spec, name) is not None
 
 
-def factored_targets(spec: SuperLoRA) -> int:
+def factored_targets(spec: SpecValue) -> int:
     """How many targets can train factored (no dW built, cost like LoRA's): the rest materialise."""
     return sum(factored_supported(spec, t.name) for t in spec.targets)
 
@@ -115,7 +115,7 @@ def _shapes(al: Alignment) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(al.r1 - al.r0 if lead == c else n for c, n in zip(t.subscripts, t.shape)) for t in g.tensors)
 
 
-def factored_equation(spec: SuperLoRA, name: str) -> str:
+def factored_equation(spec: SpecValue, name: str) -> str:
     """The einsum of y = x @ dW^T with x folded to (tokens, column sub-indices)."""
     al = _alignment(spec, name)
     if al is None:
@@ -127,7 +127,7 @@ _NOT_ALIGNED = ("a target whose entries are whole leading-index rows of its grou
                 "(weight-wise natural fold, or a stack fold), without projection, shuffle or Kronecker cut")
 
 
-def prefer_factored(spec: SuperLoRA, name: str, tokens: int) -> bool:
+def prefer_factored(spec: SpecValue, name: str, tokens: int) -> bool:
     """True when opt_einsum's cost of the factored network beats materialise-then-matmul."""
     al = _alignment(spec, name)
     if al is None:
@@ -140,7 +140,7 @@ def prefer_factored(spec: SuperLoRA, name: str, tokens: int) -> bool:
     return factored < materialise
 
 
-def apply_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, x: Any, *, backend: str | Backend | None = None) -> Any:
+def apply_delta(spec: SpecValue, params: Mapping[str, Any], name: str, x: Any, *, backend: str | Backend | None = None) -> Any:
     """x @ dW^T for target ``name`` (x of shape (..., in)), without materialising dW."""
     al = _alignment(spec, name)
     if al is None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .registry import VARIANT_REGISTRY
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .facade import SuperLoRA
 
 __all__ = ["NAMES", "identify", "reduces_to"]  # noqa: F822 (NAMES comes from __getattr__)
 

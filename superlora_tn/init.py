@@ -20,12 +20,12 @@ from .errors import SpecError
 from .validate import as_nonnegative_int, plain
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .spec import SpecValue
 
 __all__ = ["FLOAT_DTYPES", "check_device", "check_float_dtype", "draw_numpy", "init_params", "zero_blocks"]
 
 
-def zero_blocks(spec: SuperLoRA, zero_init: Any) -> set[str]:
+def zero_blocks(spec: SpecValue, zero_init: Any) -> set[str]:
     """The parameter names to zero; refuses two in one group (a dead adapter)."""
     zero_init = plain(zero_init)
     if zero_init is True:
@@ -83,7 +83,7 @@ def check_device(backend: Any, device: Any, dtype: Any) -> None:
         raise SpecError("device", device, "a device that holds values (meta tensors have none)")
 
 
-def draw_numpy(spec: SuperLoRA, seed: int | None = None) -> dict[str, np.ndarray]:
+def draw_numpy(spec: SpecValue, seed: int | None = None) -> dict[str, np.ndarray]:
     """All parameters as float64 NumPy arrays, none zeroed."""
     seed = spec.config.seed if seed is None else as_nonnegative_int("seed", seed)
     out: dict[str, np.ndarray] = {}
@@ -98,7 +98,7 @@ def draw_numpy(spec: SuperLoRA, seed: int | None = None) -> dict[str, np.ndarray
     return out
 
 
-def init_params(spec: SuperLoRA, backend: Any = "numpy", *, seed: int | None = None, zero_init: Any = True,
+def init_params(spec: SpecValue, backend: Any = "numpy", *, seed: int | None = None, zero_init: Any = True,
                 dtype: Any = None, device: Any = None) -> dict[str, Any]:
     """Initial parameters on ``backend`` in ``dtype`` (default: the backend's default float)."""
     be = get_backend(backend)

@@ -27,7 +27,7 @@ from .registry import VARIANT_REGISTRY, variant_named
 from .registry.base import array_backend
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .facade import SuperLoRA
 
 __all__ = ["from_native", "reference_deltas", "to_native"]
 

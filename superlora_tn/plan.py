@@ -25,7 +25,7 @@ from .network import GroupNetwork
 
 if TYPE_CHECKING:
     from .backends import Backend
-    from .spec import SuperLoRA
+    from .spec import SpecValue
 
 __all__ = ["Batch", "BatchLayout", "Plan", "expression"]
 
@@ -109,7 +109,7 @@ class BatchLayout:
     consecutive: bool
 
     @classmethod
-    def of(cls, batch: Batch, spec: SuperLoRA) -> BatchLayout:
+    def of(cls, batch: Batch, spec: SpecValue) -> BatchLayout:
         t = batch.template
         names = tuple(tuple(g.tensors[i].name for g in batch.groups) for i in range(len(t.tensors)))
         cut = tuple(slice(0, n) for n in t.fold) if t.kron_shape != t.fold else None
@@ -135,7 +135,7 @@ def _free_symbol(equation: str) -> str:
 class Plan:
     """Everything needed to contract a spec, built from shapes only."""
 
-    def __init__(self, spec: SuperLoRA) -> None:
+    def __init__(self, spec: SpecValue) -> None:
         self.spec = spec
         by_key: dict[tuple, list[GroupNetwork]] = {}
         for g in spec.groups:

@@ -40,7 +40,7 @@ from .native import _require, from_native, reference_deltas, to_native
 from .registry import VARIANT_REGISTRY
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .facade import SuperLoRA
 
 __all__ = [
     "Conversion",
@@ -92,7 +92,7 @@ def check_reduction(spec: SuperLoRA, name: str | None = None, *, backend: Any = 
 
     Without ``params``, seeded random non-zero parameters in ``dtype`` on ``backend`` are used.
     """
-    from .spec import SuperLoRA
+    from .facade import SuperLoRA
 
     if not isinstance(spec, SuperLoRA):
         raise SpecError("spec", type(spec).__name__, "a SuperLoRA spec")

@@ -34,7 +34,7 @@ from .lowering import Program, program, run_program
 
 if TYPE_CHECKING:
     from .plan import Plan
-    from .spec import SuperLoRA
+    from .spec import SpecValue
 
 __all__ = ["get_backend", "params_ok", "runner_for"]
 
@@ -63,7 +63,7 @@ def params_ok(plan: Plan, params: Mapping[str, Any]) -> bool:
     return str(dtype).endswith(FLOAT_DTYPES)
 
 
-def runner_for(spec: SuperLoRA, be: Backend, like: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]] | None:
+def runner_for(spec: SpecValue, be: Backend, like: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]] | None:
     """The cached runner for ``like``'s backend/dtype/device, or None when the spec needs the general path."""
     plan = spec.plan()
     cache = plan.__dict__.setdefault("_runners", {})
@@ -88,7 +88,7 @@ class _Job:
     batched: bool
 
 
-def _build(spec: SuperLoRA, plan: Plan, be: Backend, like: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+def _build(spec: SpecValue, plan: Plan, be: Backend, like: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     shapes = {t.name: t.shape for t in spec.targets}
     jobs: list[_Job] = []
     for lay in plan.layouts:

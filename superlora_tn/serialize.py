@@ -17,9 +17,9 @@ from .projection import Fastfood, Gaussian, Projection
 from .validate import plain
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .spec import SpecValue
 
-__all__ = ["FORMAT_VERSION", "projection_from_dict", "projection_to_dict", "read_spec_dict", "spec_from_dict", "spec_to_dict"]
+__all__ = ["FORMAT_VERSION", "projection_from_dict", "projection_to_dict", "read_spec_dict", "spec_to_dict"]
 
 FORMAT_VERSION = 1
 _PROJECTIONS: dict[str, type[Projection]] = {"fastfood": Fastfood, "gaussian": Gaussian}
@@ -50,7 +50,7 @@ def projection_from_dict(d: Mapping[str, Any] | None) -> Projection | None:
     return _PROJECTIONS[kind](ratio=d.get("ratio", 1.0), seed=d.get("seed"))
 
 
-def spec_to_dict(spec: SuperLoRA) -> dict[str, Any]:
+def spec_to_dict(spec: SpecValue) -> dict[str, Any]:
     """The spec's targets and canonical arguments as plain JSON types (``json.dumps`` accepts it)."""
     config = {key: projection_to_dict(value) if key == "projection" else _jsonable(value) for key, value in spec.config.items()}
     return {
@@ -59,13 +59,6 @@ def spec_to_dict(spec: SuperLoRA) -> dict[str, Any]:
         "targets": [[t.name, list(t.shape)] for t in spec.targets],
         "config": config,
     }
-
-
-def spec_from_dict(data: Mapping[str, Any]) -> SuperLoRA:
-    """The spec ``spec_to_dict`` described (``SuperLoRA.from_dict``)."""
-    from .spec import SuperLoRA  # the same layer: the spec imports this module, not the reverse, at load time
-
-    return SuperLoRA.from_dict(data)
 
 
 def read_spec_dict(data: Mapping[str, Any], allowed: tuple[str, ...]) -> tuple[list[tuple[str, Any]], dict[str, Any]]:

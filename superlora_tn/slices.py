@@ -27,12 +27,12 @@ from .plan import expression
 
 if TYPE_CHECKING:
     from .network import GroupNetwork
-    from .spec import SuperLoRA
+    from .spec import SpecValue
 
 __all__ = ["group_range", "leading_rows", "shares_groups", "target_delta", "target_params"]
 
 
-def shares_groups(spec: SuperLoRA, name: str) -> bool:
+def shares_groups(spec: SpecValue, name: str) -> bool:
     """True when target ``name``'s entries come from a group that also feeds other targets (or a shuffle)."""
     if spec.config.shuffle is not None:
         return True
@@ -40,7 +40,7 @@ def shares_groups(spec: SuperLoRA, name: str) -> bool:
     return any(len(spec.groups[g].segments) > 1 for g in groups)
 
 
-def target_params(spec: SuperLoRA, name: str) -> list[str]:
+def target_params(spec: SpecValue, name: str) -> list[str]:
     """The parameter names target ``name``'s dW depends on (all of them when shuffled)."""
     if spec.config.shuffle is not None:
         return list(spec.plan().param_shapes)
@@ -48,7 +48,7 @@ def target_params(spec: SuperLoRA, name: str) -> list[str]:
     return [t.name for g in groups for t in spec.groups[g].tensors]
 
 
-def target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, backend: str | Backend | None = None) -> Any:
+def target_delta(spec: SpecValue, params: Mapping[str, Any], name: str, backend: str | Backend | None = None) -> Any:
     """dW of target ``name`` (its shape, scaled) computing only what covers it.
 
     ``params`` needs the names of ``target_params(spec, name)`` only. A shuffled spec spreads
@@ -61,7 +61,7 @@ def target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, backend:
         return _target_delta(spec, params, name, be)
 
 
-def _target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, be: Backend) -> Any:
+def _target_delta(spec: SpecValue, params: Mapping[str, Any], name: str, be: Backend) -> Any:
     target = next(t for t in spec.targets if t.name == name)
     if spec.config.shuffle is not None:
         from .execute import contract
@@ -74,7 +74,7 @@ def _target_delta(spec: SuperLoRA, params: Mapping[str, Any], name: str, be: Bac
     return delta if factor == 1.0 else delta * factor
 
 
-def group_range(spec: SuperLoRA, params: Mapping[str, Any], g: GroupNetwork, a: int, b: int, be: Backend) -> Any:
+def group_range(spec: SpecValue, params: Mapping[str, Any], g: GroupNetwork, a: int, b: int, be: Backend) -> Any:
     """Entries [a, b) of group ``g``'s output (after its cut and projection), 1-D."""
     if g.projection is not None:
         u = _network_range(params, g, 0, g.generated, be)
@@ -84,7 +84,7 @@ def group_range(spec: SuperLoRA, params: Mapping[str, Any], g: GroupNetwork, a: 
     return _network_range(params, g, a, b, be)
 
 
-def _batch_of(spec: SuperLoRA, g: GroupNetwork) -> tuple[int, int]:
+def _batch_of(spec: SpecValue, g: GroupNetwork) -> tuple[int, int]:
     for k, batch in enumerate(spec.plan().batches):
         for i, member in enumerate(batch.groups):
             if member.index == g.index:

@@ -17,9 +17,10 @@ True
 >>> spec.replace(rank=8).num_params
 2048
 
-This module is the value layer: it imports nothing above it. The operations users call on a
-spec (``plan``, ``init``, ``contract``, ``summary``, ``draw``, ``identify``) are declared here
-and provided by :mod:`superlora_tn.facade` when the package is imported.
+This module is the value layer: ``SpecValue`` is the whole description and its plan, and it imports
+nothing above it. The class users construct, ``superlora_tn.SuperLoRA``, is the facade's subclass
+(:mod:`superlora_tn.facade`) that adds the operations (``init``, ``contract``, ``summary``,
+``draw``, ``identify``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import math
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .arguments import checked_config, implied_order
 from .config import DEFAULT_RANK, PerFactor, SpecConfig, canonical_groups, guess_rank, guess_structure
@@ -40,45 +41,21 @@ from .folds import fold_shape
 from .layout import GroupingArg, Segment, group_segments
 from .limits import check_entries, check_fold_size, check_indices, check_modes
 from .network import GroupNetwork
+from .plan import Plan
 from .projection import Projection
 from .serialize import read_spec_dict, spec_to_dict
 from .structures import FactorSpec, structure_named
 from .targets import Target, normalize_targets
 
-__all__ = ["SPEC_ARGUMENTS", "Operations", "SuperLoRA", "provide_operations"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["SPEC_ARGUMENTS", "SpecValue"]
 
 RankArg = int | tuple[int, ...] | list[int | tuple[int, ...]]
 
 
-class Operations(Protocol):
-    """What the layers above the value do with a spec; :mod:`superlora_tn.facade` provides them."""
-
-    def plan(self, spec: SuperLoRA) -> Any: ...
-    def check_backend(self, backend: Any) -> None: ...
-    def init(self, spec: SuperLoRA, backend: Any, *, seed: int | None, zero_init: Any, dtype: Any,
-             device: Any) -> dict[str, Any]: ...
-    def contract(self, spec: SuperLoRA, params: Mapping[str, Any] | None, *, backend: Any, dtype: Any,
-                 out: Any) -> dict[str, Any]: ...
-    def summary(self, spec: SuperLoRA) -> str: ...
-    def draw(self, spec: SuperLoRA, group: int, path: Any) -> Any: ...
-    def identify(self, spec: SuperLoRA) -> str: ...
-
-
-_PROVIDED: list[Operations] = []  # set once, by superlora_tn.facade, when the package is imported
-
-
-def provide_operations(operations: Operations) -> None:
-    """Install the implementation of the spec's operations (called by :mod:`superlora_tn.facade`)."""
-    _PROVIDED[:] = [operations]
-
-
-def _operations() -> Operations:
-    if not _PROVIDED:  # cannot happen through ``import superlora_tn``: the package imports the facade
-        raise RuntimeError("the spec's operations are not installed: import superlora_tn (superlora_tn.facade provides them)")
-    return _PROVIDED[0]
-
-
-class SuperLoRA:
+class SpecValue:
     """dW_group_g = F( T_g1 (x) ... (x) T_gK ), T_gk = C_gk x_1 A_gk1 ... x_M A_gkM.
 
     Args:
@@ -91,7 +68,8 @@ class SuperLoRA:
         order: M, the number of modes of the fold (default 2; 3 for stack; len(shape) for a shape).
         splits: K, the number of Kronecker factors per group.
         rank: an int, a per-mode tuple, or a list with one of those per Kronecker factor.
-        structure: ``"tucker"``, ``"cp"``, ``"lora"``, ``"dense"`` or a list per factor
+        structure: ``"tucker"``, ``"cp"``, ``"lora"``, ``"tt"`` (a tensor train; ``rank`` gives
+            its M - 1 bond ranks), ``"dense"`` or a list per factor
             (default ``"lora"`` when M = 2, else ``"tucker"``).
         projection: None (F = I), ``Fastfood(ratio)`` or ``Gaussian(ratio)``.
         shuffle: None, or the seed of a fixed permutation of dW_all.
@@ -103,7 +81,9 @@ class SuperLoRA:
         scale: optional per-target extra multiplier, name -> float.
         factorization: how K = 2 splits a weight's modes: ``"peft"`` (default, ``split_factor``
             as PEFT's ``decompose_factor``), ``"lycoris"`` or ``"lycoris-unbalanced"`` (LyCORIS
-            4.x's ``factorization`` and ``unbalanced_factorization``; weight-wise groups only).
+            4.x's ``factorization`` and ``unbalanced_factorization``; weight-wise groups only), or
+            ``"peft-conv"`` (PEFT's LoKr on convolutions: out and in split as PEFT does, the kernel
+            modes whole in the second factor; weight-wise groups only).
         compose: ``"kron"`` (the factors' Kronecker product) or ``"hadamard"`` (their entry-wise
             product: every factor has the fold's shape and they share its indices; LoHa).
 
@@ -171,7 +151,7 @@ class SuperLoRA:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"a SuperLoRA spec is immutable (cannot delete {name!r})")
 
-    def replace(self, **changes: Any) -> SuperLoRA:
+    def replace(self, **changes: Any) -> Self:
         """A new spec with ``changes`` applied to this one's (canonical) arguments, checked like any other.
 
         ``targets=`` replaces the targets. Arguments not named keep their canonical value, so
@@ -186,7 +166,7 @@ class SuperLoRA:
         return type(self)(targets, **{**self.config, **changes})
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SuperLoRA):
+        if not isinstance(other, SpecValue):
             return NotImplemented
         return self is other or (self._hash == other._hash and self.targets == other.targets and self.config == other.config)
 
@@ -196,10 +176,10 @@ class SuperLoRA:
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), tuple((t.name, t.shape) for t in self.targets), tuple(self.config.items())))
 
-    def __copy__(self) -> SuperLoRA:
+    def __copy__(self) -> Self:
         return self
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> SuperLoRA:
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         return self
 
     # ----------------------------------------------------------------- construction
@@ -323,50 +303,14 @@ class SuperLoRA:
         """The factor dW of target ``name`` is multiplied by: alpha / r times its own scale."""
         return self.scale_factor * float((self.config.scale or {}).get(name, 1.0))
 
-    # ----------------------------------------------------------------- operations (provided by superlora_tn.facade)
-    def identify(self) -> str:
-        """The named variant this spec reduces to ("lora", "lokr", ...), else "superlora"."""
-        return _operations().identify(self)
-
+    # ----------------------------------------------------------------- its plan
     @cached_property
-    def _plan(self) -> Any:
-        return _operations().plan(self)
+    def _plan(self) -> Plan:
+        return Plan(self)
 
-    def plan(self, backend: Any = None) -> Any:
+    def plan(self) -> Plan:
         """The cached contraction plan (opt_einsum expressions, one per batch of identical groups)."""
-        if backend is not None:
-            _operations().check_backend(backend)  # validates the name
         return self._plan
-
-    def init(self, backend: Any = "numpy", *, seed: int | None = None, zero_init: Any = True,
-             dtype: Any = None, device: Any = None) -> dict[str, Any]:
-        """Seeded initial parameters, name -> array; dW == 0 exactly when ``zero_init`` is True.
-
-        ``zero_init``: True (zero each group's default block), False (all random), or an
-        iterable of parameter names to zero (at most one per group: two make a dead adapter).
-        Values are drawn in NumPy float64 and converted, identical on every backend.
-        """
-        return _operations().init(self, backend, seed=seed, zero_init=zero_init, dtype=dtype, device=device)
-
-    def contract(self, params: Mapping[str, Any] | None = None, *, backend: Any = None,
-                 dtype: Any = None, out: Any = None) -> dict[str, Any]:
-        """dW per target, name -> array of the target's shape.
-
-        Without ``params``, contracts seeded random NON-zero parameters (for checking identities)
-        on ``backend`` (default numpy). With ``params``, the array type picks the backend unless
-        ``backend`` forces one. ``out``: buffers to write dW into (a mapping name -> array of
-        the target's shape, or one 1-D array of ``num_entries``, dW_all in target order), e.g.
-        for merging; the returned dict holds those buffers (not differentiable).
-        """
-        return _operations().contract(self, params, backend=backend, dtype=dtype, out=out)
-
-    def summary(self) -> str:
-        """Per-group table: fold, splits, structure, equation, params, FLOPs, largest intermediate."""
-        return _operations().summary(self)
-
-    def draw(self, group: int = 0, path: Any = None) -> Any:
-        """Draw group ``group``'s tensor network (matplotlib Figure); save it to ``path`` (.png/.svg) if given."""
-        return _operations().draw(self, group, path)
 
     # ----------------------------------------------------------------- identity
     def to_dict(self) -> dict[str, Any]:
@@ -374,7 +318,7 @@ class SuperLoRA:
         return spec_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SuperLoRA:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """The spec ``to_dict`` described (an equal one); SpecError naming the key for anything malformed."""
         targets, config = read_spec_dict(data, SPEC_ARGUMENTS)
         return cls(targets, **config)
@@ -387,19 +331,19 @@ class SuperLoRA:
 
 
 SPEC_ARGUMENTS: tuple[str, ...] = tuple(
-    p.name for p in inspect.signature(SuperLoRA).parameters.values()
+    p.name for p in inspect.signature(SpecValue).parameters.values()
     if p.name != "targets" and p.kind is inspect.Parameter.KEYWORD_ONLY
 )
 
 
-def _set(spec: SuperLoRA, **values: Any) -> None:
+def _set(spec: SpecValue, **values: Any) -> None:
     """Write attributes of a spec under construction (afterwards ``__setattr__`` refuses)."""
     for name, value in values.items():
         object.__setattr__(spec, name, value)
 
 
-def _rebuild(cls: type[SuperLoRA], targets: tuple[tuple[str, tuple[int, ...]], ...],
-             config: tuple[tuple[str, Any], ...]) -> SuperLoRA:
+def _rebuild(cls: type[SpecValue], targets: tuple[tuple[str, tuple[int, ...]], ...],
+             config: tuple[tuple[str, Any], ...]) -> SpecValue:
     """Unpickle: the spec rebuilt from its targets and canonical arguments (nothing cached travels)."""
     return cls(list(targets), **dict(config))
 

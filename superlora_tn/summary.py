@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .factored import factored_targets
 
 if TYPE_CHECKING:
-    from .spec import SuperLoRA
+    from .facade import SuperLoRA
 
 __all__ = ["collapse_rows", "group_label", "group_rows", "summary"]
 

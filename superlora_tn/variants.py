@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .facade import SuperLoRA
 from .registry import VARIANT_REGISTRY, variant_named
 from .registry.base import Targets
-from .spec import SuperLoRA
 
 __all__ = ["VARIANTS", "build", *VARIANT_REGISTRY]  # noqa: F822 (VARIANTS and the builders come from __getattr__)
 

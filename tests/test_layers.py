@@ -9,8 +9,9 @@ imports only from its own layer or the layers below it. Imports under ``if TYPE_
   projection converting its constants on the backend it runs on, and the torch model's methods
   reaching the modules that implement them; they are listed in ``LAZY_UPWARD``, and the list
   must not grow (a new entry is a design decision: write it in docs/design.md and here).
-- The value (spec.py) imports nothing above it at all: the operations users call on a spec
-  (``spec.contract``, ``spec.init``, ...) are provided by the facade (superlora_tn/facade.py).
+- The value (spec.py) imports nothing above it at all: the class users construct,
+  ``superlora_tn.SuperLoRA`` (superlora_tn/facade.py), is its subclass with the operations
+  (``spec.contract``, ``spec.init``, ...).
 
 >>> imports = read_imports()
 >>> "superlora_tn.network" in imports["superlora_tn.spec"].module_level
@@ -25,14 +26,15 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "superlora_tn"
 
-# Bottom to top. The network IR sits below the spec value: a spec builds its groups' networks at
-# construction (they are part of the value), so spec.py imports network.py, never the reverse.
+# Bottom to top. The network IR and the plan sit below the spec value: a spec builds its groups'
+# networks at construction and plans them from shapes alone (both are part of the value), so
+# spec.py imports network.py and plan.py, never the reverse.
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("errors", "validate", "targets", "layout", "config", "folds", "factorize", "reference", "structures", "limits",
              "hadamard", "kernels", "fastfood_cpu", "buffers", "console", "presets"),
     "network": ("network",),
-    "value": ("projection", "arguments", "spec", "serialize"),
     "plan": ("plan", "lowering", "rotation"),
+    "value": ("projection", "arguments", "spec", "serialize"),
     "backends": ("backends", "backends.base", "backends.numpy_backend", "backends.torch_backend",
                  "backends.jax_backend", "backends.torch_cpu"),
     "execution": ("init", "runner", "execute", "factored", "slices"),
@@ -208,19 +210,20 @@ def test_function_level_imports_against_the_layers_are_the_listed_ones():
 
 def test_the_value_imports_nothing_above_it():
     """spec.py (the value) reaches no layer above its own, neither at load time nor inside a method:
-    its operations come from the facade (superlora_tn/facade.py), which the package imports."""
+    the operations are the facade's subclass (superlora_tn/facade.py), which the package exports."""
     value = ORDER.index("value")
     for module in ("superlora_tn.spec", "superlora_tn.arguments", "superlora_tn.serialize", "superlora_tn.config"):
         found = IMPORTS[module]
         assert {short(t) for t in found.module_level | found.in_functions if layer_of(t) > value} == set(), module
     assert "superlora_tn.spec" in IMPORTS["superlora_tn.facade"].module_level
     assert "superlora_tn.facade" in IMPORTS["superlora_tn"].module_level
+    assert "superlora_tn.plan" in IMPORTS["superlora_tn.spec"].module_level
 
 
 def test_the_reader_sees_lazy_and_type_checking_imports_apart():
     facade = IMPORTS["superlora_tn.facade"]
-    assert "superlora_tn.execute" in facade.in_functions and "superlora_tn.execute" not in facade.module_level
-    assert "superlora_tn.plan" not in facade.module_level  # TYPE_CHECKING only
+    assert "superlora_tn.draw" in facade.in_functions and "superlora_tn.draw" not in facade.module_level
+    assert "superlora_tn.execute" in facade.module_level
     assert "superlora_tn.spec" not in IMPORTS["superlora_tn.execute"].module_level  # TYPE_CHECKING only
     assert "superlora_tn.torch.layers" in IMPORTS["superlora_tn.torch.model"].module_level
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

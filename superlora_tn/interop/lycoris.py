@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from .lycoris_format import PREFIXES, lycoris_module_name
 from .lycoris_read import build_spec, load_state, read_layers
 from .lycoris_write import WRITERS, as_torch

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SpecError
+from ..facade import SuperLoRA
 from ..factorize import LYCORIS_FACTORIZATIONS, lycoris_splits
-from ..spec import SuperLoRA
 from .lycoris_format import (
     KERNELS,
     LOHA_LEAVES,

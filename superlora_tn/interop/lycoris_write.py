@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from .lycoris_format import pad, pad_core
 
 __all__ = ["WRITERS", "as_torch"]

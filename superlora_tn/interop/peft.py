@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from .peft_lokr import check_lokr_layer, lokr_spec, pattern, scale_args, write_lokr
 
 __all__ = ["from_peft", "load_peft", "peft_zero_blocks", "save_peft", "to_peft"]

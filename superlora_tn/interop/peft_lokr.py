@@ -35,8 +35,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SpecError
+from ..facade import SuperLoRA
 from ..factorize import peft_factorization
-from ..spec import SuperLoRA
 from .lycoris_format import pad, pad_core
 
 __all__ = ["lokr_spec", "pattern", "scale_args", "write_lokr"]

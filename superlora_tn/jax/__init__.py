@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 
 __all__ = ["apply", "init", "targets_from_params", "to_kernel", "to_target"]
 

@@ -24,8 +24,8 @@ from ..errors import SpecError
 from ..targets import normalize_targets
 
 if TYPE_CHECKING:
+    from ..facade import SuperLoRA
     from ..network import GroupNetwork
-    from ..spec import SuperLoRA
     from ..structures import FactorSpec
 
 __all__ = ["Targets", "Variant", "fold_to_vector", "group_vectors_to_targets", "place_folds"]

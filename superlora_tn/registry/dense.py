@@ -14,7 +14,7 @@ from typing import Any
 from .. import reference as ref
 from ..backends import backend_for
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from ..structures import shape_check
 from .base import Targets, Variant, array_backend, check_scale, factor_native, free, group_vectors_to_targets
 

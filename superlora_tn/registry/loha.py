@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import reference as ref
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from ..validate import as_positive_int
 from .base import Targets, conv_orders, kernel_modes_identity, shape_folded, uncut, weightwise
 from .lokr import LoKr

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import reference as ref
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from ..validate import as_positive_int
 from .base import Targets, Variant, check_scale, getter, kernel_modes_identity, no_scale_given, shape_folded, single, weightwise
 

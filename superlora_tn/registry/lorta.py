@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import reference as ref
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from ..structures import shape_check
 from ..validate import as_positive_int
 from .base import Targets, Variant, check_scale, param, place_folds, single

@@ -16,7 +16,7 @@ import numpy as np
 from .. import reference as ref
 from ..backends import get_backend
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from ..structures import shape_check
 from ..targets import normalize_targets
 from ..validate import as_positive_int

@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
+from ..facade import SuperLoRA
 from ..factored import factored_supported
 from ..slices import target_params
-from ..spec import SuperLoRA
 from .build import build_spec, check_dropout, spec_layers
 from .layers import AdaptedForward
 from .memory import choose_memory_mode, shared_targets

@@ -15,7 +15,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import SPEC_ARGUMENTS, SuperLoRA
+from ..facade import SuperLoRA
+from ..spec import SPEC_ARGUMENTS
 from .defaults import refuse_peft_spelling
 from .targets import LayerInfo, layer_kind, target_shape
 

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 
 if TYPE_CHECKING:
     from .model import AdaptedModel

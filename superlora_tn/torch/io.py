@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from .sharding import full_tensor, writes_files
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import SuperLoRA
+from ..facade import SuperLoRA
 from .build import check_spec_keys
 from .hf import TRAINER_WEIGHTS, read_state_dict_file
 from .io import CONFIG_NAME, check_tensors, copy_values, read, spec_diff

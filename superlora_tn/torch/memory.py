@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from ..errors import SpecError
+from ..facade import SuperLoRA
 from ..factored import factored_supported
 from ..slices import shares_groups
-from ..spec import SuperLoRA
 
 __all__ = ["MODES", "choose_memory_mode", "fast_mode_bytes", "free_memory", "shared_targets"]
 

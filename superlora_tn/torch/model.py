@@ -24,8 +24,8 @@ from torch import nn
 
 from ..backends import get_backend
 from ..errors import SpecError
+from ..facade import SuperLoRA
 from ..slices import target_delta, target_params
-from ..spec import SuperLoRA
 from . import adapters as _adapters
 from . import hf as _hf
 from . import io as _io
