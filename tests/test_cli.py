@@ -75,6 +75,11 @@ def test_targets_and_spec_files(tmp_path, capsys):
     out = run_json(capsys, "plan", "--spec", str(tmp_path / "saved.json"), "--rank", "3")
     assert out["totals"]["params"] == slt.SuperLoRA(targets, groups=1, fold="balanced", order=3, rank=3,
                                                      projection=slt.Fastfood(0.5)).num_params
+    # a saved LoRA spec (structure resolved to lora) refolded by flags chooses its structure again
+    (tmp_path / "lora.json").write_text(json.dumps(slt.SuperLoRA(targets, rank=2).to_dict()))
+    out = run_json(capsys, "plan", "--spec", str(tmp_path / "lora.json"), "--fold", "balanced", "--order", "3")
+    assert slt.SuperLoRA.from_dict(out["spec"]) == slt.SuperLoRA(targets, rank=2, fold="balanced", order=3)
+    assert slt.SuperLoRA.from_dict(out["spec"]).config.structure == "tucker"
 
 
 def test_checkpoint_header_only(tmp_path, capsys):
