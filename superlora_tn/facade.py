@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .backends import Backend, get_backend
+from .draw import draw
 from .execute import contract
 from .init import init_params
 from .plan import Plan
@@ -65,12 +66,12 @@ class SuperLoRA(SpecValue):
 
     def draw(self, group: int = 0, path: Any = None) -> Any:
         """Draw group ``group``'s tensor network (matplotlib Figure); save it to ``path`` (.png/.svg) if given."""
-        from .draw import draw  # same layer, loads matplotlib on use
-
         return draw(self, group, path)
 
     def identify(self) -> str:
         """The named variant this spec reduces to ("lora", "lokr", ...), else "superlora"."""
-        from .reductions import identify  # same layer: the registry's variants build SuperLoRAs
+        # the one import taken at call time: the registry's variants build SuperLoRAs, so this
+        # class and the registry need each other (docs/design.md §4)
+        from .reductions import identify
 
         return identify(self)

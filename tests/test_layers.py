@@ -222,7 +222,7 @@ def test_the_value_imports_nothing_above_it():
 
 def test_the_reader_sees_lazy_and_type_checking_imports_apart():
     facade = IMPORTS["superlora_tn.facade"]
-    assert "superlora_tn.draw" in facade.in_functions and "superlora_tn.draw" not in facade.module_level
+    assert "superlora_tn.reductions" in facade.in_functions and "superlora_tn.reductions" not in facade.module_level
     assert "superlora_tn.execute" in facade.module_level
     assert "superlora_tn.spec" not in IMPORTS["superlora_tn.execute"].module_level  # TYPE_CHECKING only
     assert "superlora_tn.torch.layers" in IMPORTS["superlora_tn.torch.model"].module_level
