@@ -184,10 +184,10 @@ def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") 
         kwargs["rank"] = _parse_rank(args.rank)
     if args.structure is not None:
         kwargs["structure"] = args.structure.split(",") if "," in args.structure else args.structure
-    elif file_targets is not None and (args.fold is not None or args.order is not None) \
-            and kwargs.get("structure") in _DEFAULT_STRUCTURES:
+    elif file_targets is not None and kwargs.get("structure") in _DEFAULT_STRUCTURES \
+            and (args.fold is not None or args.order is not None or targets is not file_targets):
         # a saved spec stores its resolved default structure (lora for 2 modes, tucker above):
-        # a new fold or order chooses again, as it would have when the spec was first built
+        # a new fold, order or set of targets chooses again, as when the spec was first built
         kwargs["structure"] = None
     if args.projection is not None:
         kwargs["projection"] = _parse_projection(args.projection)

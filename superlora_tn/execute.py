@@ -13,10 +13,10 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .backends import Backend, backend_for, get_backend
+from .backends import Backend, backend_for, resolve_backend
 from .buffers import check_disjoint
 from .errors import SpecError
-from .init import FLOAT_DTYPES
+from .init import FLOAT_DTYPES, init_params
 from .lowering import SMALL_OUTPUT, Program, program, run_program  # noqa: F401  (re-exported)
 from .runner import params_ok, runner_for
 
@@ -78,19 +78,19 @@ def group_outputs(spec: SpecValue, params: Mapping[str, Any], backend: Backend, 
     return out
 
 
-def _resolve(spec: SpecValue, params: Mapping[str, Any] | None, backend: Backend, dtype: Any) -> tuple[Any, Mapping[str, Any]]:
+def _resolve(spec: SpecValue, params: Mapping[str, Any] | None, backend: str | Backend | None,
+             dtype: Any) -> tuple[Backend, Mapping[str, Any]]:
+    """The backend (resolved here, once) and the parameters on it (seeded random ones when None)."""
     if params is None:
-        be = get_backend(backend if backend is not None else "numpy")
-        return be, spec.init(be, zero_init=False, dtype=dtype)
+        be = resolve_backend(backend if backend is not None else "numpy", None)
+        return be, init_params(spec, be, zero_init=False, dtype=dtype)
     if not isinstance(params, Mapping) or not params:
         raise SpecError("params", type(params).__name__, "a non-empty mapping of parameter name -> array, or None")
     if not params_ok(spec.plan(), params):
         check_params(spec, params)
     first = next(iter(params.values()))
-    if backend is None:
-        return backend_for(first), params
-    be = get_backend(backend)
-    if not be.is_array(first):
+    be = resolve_backend(backend, first)
+    if not be.is_array(first):  # a forced backend: convert, exactly (through NumPy, the source's dtype)
         src = backend_for(first)
         params = {k: be.asarray(src.to_numpy(v), dtype=src.dtype_name(v.dtype)) for k, v in params.items()}
     return be, params

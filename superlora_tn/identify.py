@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
 def reduces_to(spec: SuperLoRA) -> list[str]:
     """Every named variant the spec reduces to exactly, the primary one (``identify``) first."""
     c = spec.config
-    if c["projection"] is not None or c["shuffle"] is not None:
+    if c.projection is not None or c.shuffle is not None:
         return []
     found = [v for v in VARIANT_REGISTRY.values() if v.recognise(spec)]
     return [v.name for v in sorted(found, key=lambda v: v.priority)]

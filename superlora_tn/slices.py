@@ -66,7 +66,7 @@ def _target_delta(spec: SpecValue, params: Mapping[str, Any], name: str, be: Bac
     if spec.config.shuffle is not None:
         from .execute import contract
 
-        return contract(spec, dict(params), backend=be.name)[name]
+        return contract(spec, dict(params), backend=be)[name]
     parts = [group_range(spec, params, spec.groups[g], a, b, be) for g, a, b in spec.plan().pieces[name]]
     flat = parts[0] if len(parts) == 1 else be.concat(parts)
     delta = flat.reshape(target.shape)

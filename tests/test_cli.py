@@ -80,6 +80,11 @@ def test_targets_and_spec_files(tmp_path, capsys):
     out = run_json(capsys, "plan", "--spec", str(tmp_path / "lora.json"), "--fold", "balanced", "--order", "3")
     assert slt.SuperLoRA.from_dict(out["spec"]) == slt.SuperLoRA(targets, rank=2, fold="balanced", order=3)
     assert slt.SuperLoRA.from_dict(out["spec"]).config.structure == "tucker"
+    # ... and so does one applied to targets whose fold has more modes (conv kernels, fold="shape")
+    (tmp_path / "shape.json").write_text(json.dumps(slt.SuperLoRA(targets, rank=2, fold="shape").to_dict()))
+    (tmp_path / "conv.json").write_text(json.dumps({"c": [8, 4, 3, 3]}))
+    out = run_json(capsys, "plan", "--spec", str(tmp_path / "shape.json"), "--targets-file", str(tmp_path / "conv.json"))
+    assert slt.SuperLoRA.from_dict(out["spec"]) == slt.SuperLoRA({"c": (8, 4, 3, 3)}, rank=2, fold="shape")
 
 
 def test_checkpoint_header_only(tmp_path, capsys):

@@ -182,8 +182,12 @@ def test_delta_equals_peft_on_every_backend(kind, cin, cout, k, r, both, effecti
     np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_report_largest_errors(capsys):
-    with capsys.disabled():
+@pytest.fixture(scope="module", autouse=True)
+def report_largest_errors(pytestconfig: pytest.Config):
+    """Not a test: after this module's tests, print the largest errors they recorded (each test
+    asserts its own bound); shown with ``pytest -s``."""
+    yield
+    if ERRORS and pytestconfig.getoption("capture") == "no":
         print("\nLoKr on convolutions, largest relative forward error vs PEFT (read from model, read from directory, "
               "written back):")
         for label, err in sorted(ERRORS.items()):

@@ -92,15 +92,24 @@ def test_init_zero_block_is_the_last_core(order):
             np.testing.assert_array_equal(p[name], x)
 
 
-def test_torch_gradient_reaches_every_core():
+def test_torch_gradients_at_init_and_away_from_it():
+    """At the zero init only the zeroed last core gets a gradient (the others multiply zero); away
+    from it every core does, and each gradient equals the float64 finite difference of the loss."""
     torch = pytest.importorskip("torch")
     spec = variants.tt({"w": (12, 20)}, 2, order=3)
-    params = {k: v.requires_grad_() for k, v in spec.init("torch", dtype=torch.float64).items()}
-    loss = (spec.contract(params)["w"] * torch.arange(240, dtype=torch.float64).reshape(12, 20)).sum()
-    loss.backward()
+    weight = torch.arange(240, dtype=torch.float64).reshape(12, 20)
     zero = spec.groups[0].zero_block
-    assert params[zero].grad.abs().max() > 0  # the zeroed last core learns first
-    assert all(params[k].grad.abs().max() == 0 for k in params if k != zero)  # the others wait for it
+    for zero_init in (True, False):
+        params = {k: v.requires_grad_() for k, v in spec.init("torch", dtype=torch.float64, zero_init=zero_init).items()}
+        (spec.contract(params)["w"] * weight).sum().backward()
+        assert params[zero].grad.abs().max() > 0
+        others = [params[k].grad.abs().max() for k in params if k != zero]
+        assert all(g == 0 for g in others) if zero_init else all(g > 0 for g in others)
+    base = {k: v.detach().clone() for k, v in params.items()}
+    for name, x in base.items():
+        bumped = {**base, name: x.clone().reshape(-1).index_add(0, torch.tensor([0]), torch.tensor([1e-6], dtype=x.dtype)).reshape(x.shape)}
+        fd = ((spec.contract(bumped)["w"] - spec.contract(base)["w"]) * weight).sum() / 1e-6
+        assert abs(float(fd) - float(params[name].grad.reshape(-1)[0])) <= 1e-4 * max(1.0, abs(float(fd)))
 
 
 def test_rank_argument():

@@ -33,8 +33,8 @@ def _alpha(spec: SuperLoRA, name: str, r: int, like: Any) -> Any:
     import torch
 
     c = spec.config
-    if c["alpha"] is not None and (c["scale"] or {}).get(name, 1.0) == 1.0 and r == spec.rank_ref:
-        value = float(c["alpha"])
+    if c.alpha is not None and (c.scale or {}).get(name, 1.0) == 1.0 and r == spec.rank_ref:
+        value = float(c.alpha)
     else:
         value = spec.target_scale(name) * r
     return torch.tensor(value, dtype=like.dtype if like.is_floating_point() else torch.float32)

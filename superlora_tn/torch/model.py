@@ -180,12 +180,10 @@ class AdaptedModel(nn.Module):
 
     def set_adapter(self, adapter_name: str) -> None:
         """Activate ``adapter_name``: the model runs and trains it (no re-injection)."""
-
         _adapters.set_adapter(self, adapter_name)
 
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an inactive adapter."""
-
         _adapters.delete_adapter(self, adapter_name)
 
     # ----------------------------------------------------------------- behave like the wrapped model
@@ -254,7 +252,6 @@ class AdaptedModel(nn.Module):
 
     def get_extra_state(self) -> torch.Tensor:
         """The adapter config (spec, layer kinds, heads) as a uint8 tensor of JSON."""
-
         return _hf.encode(_hf.adapter_config(self))
 
     def set_extra_state(self, state: Any) -> None:
@@ -356,7 +353,6 @@ class AdaptedModel(nn.Module):
 
     def unmerge(self) -> None:
         """W <- W - dW (restores the base weights to float32 round-off)."""
-
         self._check_loaded()
         if not self.merged:
             raise SpecError("unmerge", "not merged", "a merged adapter (call merge() first)")
