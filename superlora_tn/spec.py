@@ -156,7 +156,11 @@ class SpecValue:
 
         ``targets=`` replaces the targets. Arguments not named keep their canonical value, so
         a default this spec resolved stays resolved (``structure="lora"``; pass
-        ``structure=None`` to choose again).
+        ``structure=None`` to choose again), and a spelling that was merged with an equivalent
+        one stays merged: explicit groups equal to G balanced chunks are kept as the count G
+        (on new targets: G chunks of those), and the unused rank of a dense factor is dropped
+        (``rank=[3, 8]`` with a dense first factor is ``8``). Name such arguments again when
+        changing targets or structures.
 
         >>> import superlora_tn as slt
         >>> slt.SuperLoRA({"w": (8, 8)}, rank=2).replace(rank=4, alpha=8.0).config.rank
