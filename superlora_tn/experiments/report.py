@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from ._common import Row
+from .protocol import TuningRecord, choices, scores_by_rate, t_interval
 
 #: families drawn as horizontal reference lines (they train no adapter parameters)
 REFERENCE_METHODS = ("zero-shot", "head only")
@@ -18,7 +19,8 @@ REFERENCE_METHODS = ("zero-shot", "head only")
 
 @dataclass
 class Summary:
-    """Mean and standard deviation of every metric of one method over its seeds."""
+    """Mean, standard deviation and 95% t-interval half-width of every metric of one method over
+    its seeds, and the learning rate of its runs (None where nothing was trained)."""
 
     method: str
     family: str
@@ -29,6 +31,8 @@ class Summary:
     mean: dict[str, float]
     std: dict[str, float]
     wall_s: float
+    ci: dict[str, float] = field(default_factory=dict)
+    lr: float | None = None
 
 
 def aggregate(rows: Sequence[Row]) -> list[Summary]:
@@ -56,6 +60,8 @@ def aggregate(rows: Sequence[Row]) -> list[Summary]:
                 mean={m: float(v.mean()) for m, v in values.items()},
                 std={m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
                 wall_s=float(np.mean([r.wall_s for r in group])),
+                ci={m: t_interval(v) for m, v in values.items()},
+                lr=group[0].lr,
             )
         )
     return out
@@ -67,20 +73,23 @@ def write_rows_csv(rows: Sequence[Row], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["task", "method", "family", "impl", "adapter_params", "head_params", "seed",
-                    *metrics, "wall_s"])
+                    *metrics, "wall_s", "lr", "split"])
         for r in rows:
             w.writerow([r.task, r.method, r.family, r.impl, r.adapter_params, r.head_params,
-                        r.seed, *(f"{r.metrics[m]:.6g}" for m in metrics), f"{r.wall_s:.2f}"])
+                        r.seed, *(f"{r.metrics[m]:.6g}" for m in metrics), f"{r.wall_s:.2f}",
+                        "" if r.lr is None else f"{r.lr:.6g}", r.split])
 
 
 def read_rows_csv(path: Path) -> list[Row]:
-    """Per-seed results written by :func:`write_rows_csv` (to re-plot or re-tabulate)."""
-    fixed = {"task", "method", "family", "impl", "adapter_params", "head_params", "seed", "wall_s"}
+    """Per-seed results written by :func:`write_rows_csv` (to re-plot or re-tabulate; files
+    without the ``lr``/``split`` columns read as untuned test runs)."""
+    fixed = {"task", "method", "family", "impl", "adapter_params", "head_params", "seed", "wall_s", "lr", "split"}
     with Path(path).open() as f:
         return [
             Row(r["task"], r["method"], r["family"], r["impl"], int(r["adapter_params"]),
                 int(r["head_params"]), int(r["seed"]),
-                {k: float(v) for k, v in r.items() if k not in fixed}, float(r["wall_s"]))
+                {k: float(v) for k, v in r.items() if k not in fixed}, float(r["wall_s"]),
+                float(r["lr"]) if r.get("lr") else None, r.get("split") or "test")
             for r in csv.DictReader(f)
         ]
 
@@ -91,28 +100,31 @@ def write_summary_csv(summaries: Sequence[Summary], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "family", "impl", "adapter_params", "head_params", "seeds",
-                    *(f"{m}_{s}" for m in metrics for s in ("mean", "std")), "wall_s"])
+                    *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")), "wall_s", "lr"])
         for s in summaries:
-            vals = [f"{v:.6g}" for m in metrics for v in (s.mean[m], s.std[m])]
+            vals = [f"{v:.6g}" for m in metrics for v in (s.mean[m], s.std[m], s.ci.get(m, 0.0))]
             w.writerow([s.method, s.family, s.impl, s.adapter_params, s.head_params, s.seeds,
-                        *vals, f"{s.wall_s:.2f}"])
+                        *vals, f"{s.wall_s:.2f}", "" if s.lr is None else f"{s.lr:.6g}"])
 
 
 def markdown_table(summaries: Sequence[Summary], percent: Sequence[str] = ()) -> str:
-    """A Markdown table; metrics named in ``percent`` are shown as percentages."""
+    """A Markdown table (mean ± 95% t-interval half-width); metrics named in ``percent`` are shown
+    as percentages."""
     metrics = list(summaries[0].mean) if summaries else []
     head = ["method", "family", "adapter params", "head params", "seeds",
-            *(f"{m} (mean ± std)" for m in metrics), "wall s/run"]
+            *(f"{m} (mean ± 95% CI)" for m in metrics), "lr", "wall s/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
         cells = []
         for m in metrics:
+            ci = s.ci.get(m, 0.0)
             if m in percent:
-                cells.append(f"{100 * s.mean[m]:.1f} ± {100 * s.std[m]:.1f}")
+                cells.append(f"{100 * s.mean[m]:.1f} ± {100 * ci:.1f}")
             else:
-                cells.append(f"{s.mean[m]:.3g} ± {s.std[m]:.2g}")
+                cells.append(f"{s.mean[m]:.3g} ± {ci:.2g}")
+        lr = "-" if s.lr is None else f"{s.lr:.3g}"
         lines.append("| " + " | ".join([s.method, s.family, f"{s.adapter_params:,}",
-                                         f"{s.head_params:,}", str(s.seeds), *cells,
+                                         f"{s.head_params:,}", str(s.seeds), *cells, lr,
                                          f"{s.wall_s:.1f}"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -354,3 +366,24 @@ def equal_quality_markdown(rows: Sequence[EqualQuality], metric: str) -> str:
               for r in inside]
     outside = len(rows) - len(inside)
     return "\n".join(lines) + f"\n\n{outside} settings lie outside LoRA's range (not compared).\n"
+
+
+def tuning_markdown(records: Sequence[TuningRecord], higher_is_better: bool = True, percent: bool = True) -> str:
+    """Per method: the rates searched with their validation means, and the chosen rate (bold).
+
+    A chosen rate still on the edge of its grid after the allowed widenings is marked "(edge)".
+    """
+    if not records:
+        return "(no tuning records)\n"
+    lines = ["| method | params | chosen lr | validation (mean of seeds) | rates searched: validation |",
+             "|---|---:|---:|---:|---|"]
+    params = {r.method: r.adapter_params for r in records}
+    scale = 100.0 if percent else 1.0
+    for method, c in choices(records, higher_is_better).items():
+        scores = scores_by_rate(records, method)
+        cells = ", ".join(
+            (f"**{lr:.3g}: {scale * float(np.mean(v)):.1f}**" if lr == c.lr else f"{lr:.3g}: {scale * float(np.mean(v)):.1f}")
+            for lr, v in sorted(scores.items()))
+        mark = "" if c.settled else " (edge)"
+        lines.append(f"| {method} | {params[method]:,} | {c.lr:.3g}{mark} | {scale * c.validation:.1f} | {cells} |")
+    return "\n".join(lines) + "\n"
