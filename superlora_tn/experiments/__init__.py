@@ -147,11 +147,20 @@ def run(
            report.markdown_table(summaries, percent=percent)]
     if records and (tune or tuning is not None):
         md += ["## Learning-rate tuning (validation split, mean of the tuning seeds)\n",
-               report.tuning_markdown(records, task.higher_is_better[task.primary], percent=task.primary in percent)]
+               report.tuning_markdown(records, task.higher_is_better[task.selection_metric],
+                                      percent=task.selection_metric in percent)]
     md += [f"## Parameter efficiency ({task.primary})\n", report.efficiency_markdown(effs, task.primary)]
     equal = report.equal_quality(summaries, task.primary, task.higher_is_better[task.primary])
     md += ["## SuperLoRA settings against LoRA's curve\n",
            report.equal_quality_markdown(equal, task.primary)]
+    for metric in dict.fromkeys([task.primary, task.selection_metric]):
+        hib = task.higher_is_better[metric]
+        if len(seeds) > 1:
+            md += [f"## Efficiency factors with 95% bootstrap intervals ({metric})\n",
+                   "Seeds of every method resampled with replacement (2,000 draws); with 3 seeds the "
+                   "interval is a rough guide.\n", report.efficiency_intervals_markdown(rows, metric, hib)]
+        if any(s.family == "random subspace" for s in summaries):
+            md += [f"## Random-subspace control ({metric})\n", report.subspace_markdown(rows, metric, hib)]
     if extra:
         md += [extra]
     md += [f"![{name}]({name}_plot.png)\n"]
@@ -182,7 +191,7 @@ def _tune(
         raise ValueError(f"task {task.name!r} has no validation split: it cannot be tuned")
     trained = [m for m in methods if m.kind != "zero-shot"]
     by_name = {m.name: m for m in trained}
-    metric = task.primary
+    metric = task.selection_metric
 
     def record(row: Any, lr: float) -> Any:
         return protocol.TuningRecord(task.name, row.method, row.family, row.adapter_params, lr, row.seed,
@@ -212,7 +221,7 @@ def _rates(name: str, task: Any, records: Sequence[Any], from_records: bool) -> 
     from . import protocol
 
     if from_records:
-        return {m: c.lr for m, c in protocol.choices(records, task.higher_is_better[task.primary]).items()}
+        return {m: c.lr for m, c in protocol.choices(records, task.higher_is_better[task.selection_metric]).items()}
     from .tuned import TUNED_RATES
 
     return dict(TUNED_RATES.get(name, {}))

@@ -108,6 +108,8 @@ class Task:
         validate: (model, seed) -> metrics on the validation split held out of the training data
             (None: the task has none and cannot be tuned by the protocol).
         default_lr: the learning rate of a method kind when the method sets none.
+        tune_metric: the validation metric the protocol selects on (None: ``primary``); its
+            direction is in ``higher_is_better``.
         head_names: parameter names counted as head parameters.
         notes: free text for the report (setup, budgets, measured pretraining numbers).
         skip_kinds: method kinds that do not apply (``head`` where there is no head).
@@ -133,6 +135,12 @@ class Task:
     finish: Callable[[Path, dict[tuple[str, int], Any]], str] | None = None
     validate: Callable[[AdaptedModel, int], dict[str, float]] | None = None
     default_lr: dict[str, float] = field(default_factory=dict)
+    tune_metric: str | None = None
+
+    @property
+    def selection_metric(self) -> str:
+        """The metric the tuning protocol selects a rate by (on the validation split)."""
+        return self.tune_metric or self.primary
 
     def lr(self, method: Method) -> float:
         """The learning rate a run of ``method`` uses: its own, else the kind's default."""

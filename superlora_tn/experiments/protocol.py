@@ -226,7 +226,10 @@ def search(
     method; each later round adds one rate past the edge of every method whose best is on one.
     """
     records = list(known)
-    widened: dict[str, dict[str, int]] = {m: {} for m in methods}
+    widened: dict[str, dict[str, int]] = {}
+    for m in methods:  # widenings already in the known records count against max_widen
+        grid, done = lr_grid(centers[m], points), {r.lr for r in records if r.method == m}
+        widened[m] = {"low": sum(lr < min(grid) for lr in done), "high": sum(lr > max(grid) for lr in done)}
 
     def missing(method: str, rates: Sequence[float]) -> list[tuple[str, float, int]]:
         done = {(r.lr, r.seed) for r in records if r.method == method}

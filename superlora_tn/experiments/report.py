@@ -387,3 +387,176 @@ def tuning_markdown(records: Sequence[TuningRecord], higher_is_better: bool = Tr
         mark = "" if c.settled else " (edge)"
         lines.append(f"| {method} | {params[method]:,} | {c.lr:.3g}{mark} | {scale * c.validation:.1f} | {cells} |")
     return "\n".join(lines) + "\n"
+
+
+#: the curve reading of :func:`lora_params_for` applies to any family's curve (the random subspace)
+params_for = lora_params_for
+
+
+def family_curve(summaries: Sequence[Summary], family: str, metric: str) -> list[tuple[int, float]]:
+    """(adapter params, mean metric) of every row of one family."""
+    return [(s.adapter_params, s.mean[metric]) for s in summaries if s.family == family and s.adapter_params > 0]
+
+
+def _one(summaries: Sequence[Summary], pred: object) -> Summary | None:
+    found = [s for s in summaries if pred(s)]  # type: ignore[operator]
+    return found[0] if found else None
+
+
+def d90(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True, share: float = 0.9,
+        subspace: str = "random subspace") -> float | None:
+    """Smallest random-subspace dimension reaching ``share`` of full fine-tuning's gain over
+    zero-shot (log-interpolated along the random-subspace curve; None outside its range).
+
+    >>> rows = [Row("t", "zero-shot", "baseline", "x", 0, 0, 0, {"a": 0.1}, 0.0),
+    ...         Row("t", "full FT (adapted W)", "full FT", "x", 1000, 0, 0, {"a": 1.0}, 0.0),
+    ...         Row("t", "rs 10", "random subspace", "x", 10, 0, 0, {"a": 0.5}, 0.0),
+    ...         Row("t", "rs 100", "random subspace", "x", 100, 0, 0, {"a": 0.95}, 0.0)]
+    >>> round(d90(aggregate(rows), "a"))  # 0.91 = 0.1 + 0.9 * 0.9: 10 ** (1 + 0.41 / 0.45)
+    81
+    """
+    zero = _one(summaries, lambda s: s.method == "zero-shot")
+    full = _one(summaries, lambda s: s.family == "full FT")
+    if zero is None or full is None:
+        return None
+    target = zero.mean[metric] + share * (full.mean[metric] - zero.mean[metric])
+    return params_for(family_curve(summaries, subspace, metric), target, higher_is_better)
+
+
+@dataclass
+class Equivalent:
+    """A SuperLoRA setting against the random-subspace curve: the dimension d at which a random
+    subspace reaches the setting's mean (None outside the measured curve)."""
+
+    method: str
+    params: int
+    value: float
+    random_dims: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        """Equivalent random dimensions per trainable parameter of the setting."""
+        return None if self.random_dims is None else self.random_dims / self.params
+
+
+def equivalent_dims(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True,
+                    subspace: str = "random subspace") -> list[Equivalent]:
+    """Every SuperLoRA-family row's equivalent random dimensions (see :class:`Equivalent`)."""
+    curve = family_curve(summaries, subspace, metric)
+    return [Equivalent(s.method, s.adapter_params, s.mean[metric], params_for(curve, s.mean[metric], higher_is_better))
+            for s in summaries if s.family.startswith("SuperLoRA") and s.adapter_params > 0]
+
+
+def resample(rows: Sequence[Row], rng: np.random.Generator) -> list[Row]:
+    """A bootstrap resample: every method's seeds drawn with replacement (same count)."""
+    by_method: dict[str, list[Row]] = {}
+    for r in rows:
+        by_method.setdefault(r.method, []).append(r)
+    out: list[Row] = []
+    for group in by_method.values():
+        out += [group[i] for i in rng.integers(0, len(group), len(group))]
+    return out
+
+
+@dataclass
+class Interval:
+    """A statistic on the seed means and its percentile bootstrap interval over seed resamples.
+
+    ``defined``: share of resamples where the statistic exists (e.g. some setting reaches LoRA);
+    ``low``/``high`` are taken over those resamples only.
+    """
+
+    value: float | None
+    low: float | None
+    high: float | None
+    defined: float
+
+    def text(self, fmt: str = "{:.1f}", unit: str = "") -> str:
+        """``value [low, high]`` (and the share defined when below 1)."""
+        if self.value is None:
+            return "-"
+        out = f"{fmt.format(self.value)}{unit}"
+        if self.low is not None and self.high is not None:
+            out += f" [{fmt.format(self.low)}, {fmt.format(self.high)}]"
+        if self.defined < 0.995:
+            out += f" (defined in {100 * self.defined:.0f}% of resamples)"
+        return out
+
+
+def bootstrap(rows: Sequence[Row], statistic: object, n: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+    """``statistic(summaries) -> float | None`` on the seed means, with a percentile bootstrap
+    interval: each method's seeds resampled with replacement ``n`` times (with 3 seeds an interval
+    of this kind is narrower than the truth; it shows which statements survive seed noise at all).
+    """
+    value = statistic(aggregate(rows))  # type: ignore[operator]
+    rng = np.random.default_rng(seed)
+    draws = [statistic(aggregate(resample(rows, rng))) for _ in range(n)]  # type: ignore[operator]
+    got = np.array([d for d in draws if d is not None], dtype=float)
+    if not len(got):
+        return Interval(value, None, None, 0.0)
+    lo, hi = np.percentile(got, [50 * (1 - level), 50 * (1 + level)])
+    return Interval(value, float(lo), float(hi), len(got) / n)
+
+
+def first_reaching_factor(lora: str, metric: str, higher_is_better: bool = True) -> object:
+    """The statistic: ``lora``'s params / params of the smallest SuperLoRA setting reaching it."""
+
+    def stat(summaries: Sequence[Summary]) -> float | None:
+        for e in efficiency(summaries, metric, higher_is_better):
+            if e.lora == lora:
+                return e.factor
+        return None
+
+    return stat
+
+
+def curve_factor(method: str, metric: str, higher_is_better: bool = True) -> object:
+    """The statistic: LoRA params for ``method``'s mean (LoRA's curve) / ``method``'s params."""
+
+    def stat(summaries: Sequence[Summary]) -> float | None:
+        for e in equal_quality(summaries, metric, higher_is_better):
+            if e.method == method:
+                return e.factor
+        return None
+
+    return stat
+
+
+def efficiency_intervals_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool = True,
+                                  n: int = 2000) -> str:
+    """Both efficiency factors with bootstrap intervals: the first-reaching factor per LoRA rank
+    and the factor against LoRA's curve per SuperLoRA setting."""
+    summaries = aggregate(rows)
+    lines = [f"| LoRA | first-reaching factor [95% bootstrap] on {metric} |", "|---|---|"]
+    for e in efficiency(summaries, metric, higher_is_better):
+        iv = bootstrap(rows, first_reaching_factor(e.lora, metric, higher_is_better), n)
+        reached = f"{e.superlora} ({e.superlora_params:,} params)" if e.superlora else "none reaches it"
+        lines.append(f"| {e.lora} | {iv.text(unit='x')}; {reached} |")
+    lines += ["", f"| SuperLoRA setting | params | factor against LoRA's curve [95% bootstrap] on {metric} |",
+              "|---|---:|---|"]
+    for q in equal_quality(summaries, metric, higher_is_better):
+        iv = bootstrap(rows, curve_factor(q.method, metric, higher_is_better), n)
+        if iv.value is None and iv.defined == 0:
+            continue
+        lines.append(f"| {q.method} | {q.params:,} | {iv.text(unit='x')} |")
+    return "\n".join(lines) + "\n"
+
+
+def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool = True, n: int = 2000) -> str:
+    """d90 and every SuperLoRA setting's equivalent random dimensions, with bootstrap intervals."""
+    summaries = aggregate(rows)
+    if not family_curve(summaries, "random subspace", metric):
+        return "(no random-subspace rows in this run)\n"
+    iv = bootstrap(rows, lambda s: d90(s, metric, higher_is_better), n)
+    lines = [f"d90 (smallest random-subspace dimension reaching 90% of full fine-tuning's gain over "
+             f"zero-shot): **{iv.text(fmt='{:,.0f}')}**", "",
+             "| SuperLoRA setting | params | equivalent random dimensions [95% bootstrap] | per parameter |",
+             "|---|---:|---|---:|"]
+    for e in equivalent_dims(summaries, metric, higher_is_better):
+        def stat(s: Sequence[Summary], name: str = e.method) -> float | None:
+            return next((q.random_dims for q in equivalent_dims(s, metric, higher_is_better) if q.method == name), None)
+
+        eq = bootstrap(rows, stat, n)
+        ratio = "-" if e.ratio is None else f"{e.ratio:.1f}x"
+        lines.append(f"| {e.method} | {e.params:,} | {eq.text(fmt='{:,.0f}')} | {ratio} |")
+    return "\n".join(lines) + "\n"
