@@ -59,6 +59,7 @@ def run(
     jobs: int | None = None,
     tune: bool = False,
     tuning: str | Path | None = None,
+    tune_steps: int | None = None,
 ) -> list[Any]:
     """Run one experiment end to end and write its tables and plot.
 
@@ -85,6 +86,8 @@ def run(
             ``RuntimeWarning``, where forking is unsafe (no ``fork``; JAX loaded).
         tune: run the learning-rate search before the final seeds.
         tuning: a tuning CSV whose records are reused (``tune``) or whose chosen rates are used.
+        tune_steps: shorten the tuning runs to this many steps (cosine schedule over them; the
+            final runs keep the task's budget). None: tuning runs are as long as the final ones.
 
     Returns:
         The per-method summaries (:class:`superlora_tn.experiments.report.Summary`).
@@ -119,7 +122,7 @@ def run(
         records = _tuning_records(name, tuning)
         if tune:
             t0 = time.perf_counter()
-            records = _tune(task, chosen, records, pool, out / f"{name}_tuning.partial.csv")
+            records = _tune(task, chosen, records, pool, out / f"{name}_tuning.partial.csv", tune_steps)
             protocol.write_tuning_csv(records, out / f"{name}_tuning.csv")
             timing["tuning sweep (s)"] = round(time.perf_counter() - t0, 1)
         rates = _rates(name, task, records, tuning is not None or tune)
@@ -138,6 +141,7 @@ def run(
     report.plot(summaries, list(task.higher_is_better), out / f"{name}_plot.png", title=PLOT_TITLES.get(name, name))
     notes = {**task.notes, "seeds": seeds, **timing, "total wall time (s)": round(total_s, 1),
              "torch threads": torch.get_num_threads(), "worker processes": jobs,
+             **({"tuning runs": f"shortened to {tune_steps} steps (final runs: the full budget)"} if tune and tune_steps else {}),
              "learning rates": "tuned by the protocol (tuning CSV)" if tune or tuning is not None
              else "shipped tuned rates where available, else the kind default (see the lr column)"}
     md = [f"# Experiment `{name}`{' (quick)' if quick else ''}\n", "## Setup\n"]
@@ -178,7 +182,8 @@ def _tuning_records(name: str, tuning: str | Path | None) -> list[Any]:
 
 
 def _tune(
-    task: Any, methods: Sequence[Any], known: Sequence[Any], pool: dict[str, Any], partial: Path | None = None
+    task: Any, methods: Sequence[Any], known: Sequence[Any], pool: dict[str, Any], partial: Path | None = None,
+    steps: int | None = None,
 ) -> list[Any]:
     """The protocol's search (validation split) for every trained method; returns all records.
 
@@ -200,7 +205,7 @@ def _tune(
     saved = list(known)
 
     def evaluate(jobs: list[tuple[str, float, int]]) -> list[Any]:
-        pairs = [(dataclasses.replace(by_name[m], lr=lr), seed) for m, lr, seed in jobs]
+        pairs = [(dataclasses.replace(by_name[m], lr=lr, steps=steps), seed) for m, lr, seed in jobs]
 
         def save(index: int, row: Any) -> None:  # every finished run, so that a stopped sweep resumes
             saved.append(record(row, jobs[index][1]))
@@ -252,10 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--tune", action="store_true",
                         help="run the learning-rate protocol first (writes <task>_tuning.csv)")
+    parser.add_argument("--tune-steps", type=int, default=None,
+                        help="shorten the tuning runs to this many steps (final runs keep the full budget)")
     parser.add_argument("--tuning", default=None,
                         help="tuning CSV: records to reuse with --tune, or whose chosen rates to use")
     args = parser.parse_args(argv)
     run(args.name, quick=args.quick, out_dir=args.out, seeds=args.seeds, methods=args.methods,
         threads=args.threads, jobs=args.jobs, show_progress=not args.no_progress, tune=args.tune,
-        tuning=args.tuning)
+        tuning=args.tuning, tune_steps=args.tune_steps)
     return 0

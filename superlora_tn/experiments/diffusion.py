@@ -282,7 +282,7 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
         torch.manual_seed(2000 + seed)
         x = data["fit"]
         train_loop(model, lambda idx: diffusion_loss(model, sched, x[idx]),
-                   batches(len(x), budget.batch_size, gen), budget.steps, task.lr(method))
+                   batches(len(x), budget.batch_size, gen), method.steps or budget.steps, task.lr(method))
 
     def evaluate(model: AdaptedModel, seed: int) -> dict[str, float]:
         with model.frozen_deltas():

@@ -204,7 +204,7 @@ def make_task(quick: bool = False, budget: DigitsBudget | None = None) -> Task:
         def loss(idx: Tensor) -> Tensor:
             return F.cross_entropy(model(x[idx]), y[idx])
 
-        train_loop(model, loss, batches(len(y), budget.batch_size, gen), budget.steps,
+        train_loop(model, loss, batches(len(y), budget.batch_size, gen), method.steps or budget.steps,
                    task.lr(method))
 
     def evaluate(model: AdaptedModel, seed: int) -> dict[str, float]:

@@ -53,6 +53,8 @@ class Method:
         quick: part of the ``--quick`` subset.
         lr: learning rate for this run (None: the task's default for the kind); the protocol
             sets it with ``dataclasses.replace(method, lr=...)``.
+        steps: optimisation steps of this run, with the cosine schedule over them (None: the
+            task's budget); set only for shortened tuning runs (``run(tune_steps=...)``).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Method:
     spec: dict[str, Any] = field(default_factory=dict)
     quick: bool = False
     lr: float | None = None
+    steps: int | None = None
 
 
 def _lora(r: int, quick: bool = False) -> Method:

@@ -217,7 +217,8 @@ def make_task(quick: bool = False, budget: MiniLMBudget | None = None) -> Task:
                 logits = model(train.hidden[b][idx])
             return F.cross_entropy(logits, train.labels[b][idx])
 
-        train_loop(model, loss, train.batches(budget.batch_size, gen), budget.steps, task.lr(method))
+        train_loop(model, loss, train.batches(budget.batch_size, gen), method.steps or budget.steps,
+                   task.lr(method))
 
     def evaluate(model: AdaptedModel, seed: int) -> dict[str, float]:
         if model.generator is None and model.copy_params() == model.copy_params(head_names):
