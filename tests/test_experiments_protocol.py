@@ -289,3 +289,21 @@ def test_diffusion_tunes_on_validation_loss_and_reports_test_loss(tmp_path):
     scores = protocol.scores_by_rate(records, "SuperLoRA 4-D G=1 r=1 ff=0.01")
     best = min(scores, key=lambda lr: (np.mean(scores[lr]), lr))
     assert summaries[-1].lr == best
+
+
+def test_tables_rebuild_from_the_csv_files_without_training(tmp_path, monkeypatch):
+    from superlora_tn.experiments import rebuild, write_report
+
+    monkeypatch.setattr(report, "BOOTSTRAP_DRAWS", 40)
+    rows = [dataclasses.replace(r, task="digits", metrics={"accuracy": r.metrics["acc"]}, lr=0.01)
+            for r in _rows(SYNTH)]
+    recs = [protocol.TuningRecord("digits", "LoRA r=1", "LoRA", 1000, lr, s, "accuracy", v, 1.0)
+            for lr, v in [(0.001, 0.5), (0.01, 0.7), (0.1, 0.6)] for s in (100, 101)]
+    protocol.write_tuning_csv(recs, tmp_path / "t.csv")
+    write_report("digits", rows, recs, tmp_path / "a")
+    again = rebuild("digits", [tmp_path / "a" / "digits_runs.csv"], [tmp_path / "t.csv", tmp_path / "t.csv"],
+                    tmp_path / "b")
+    assert again == report.aggregate(rows)
+    text = (tmp_path / "b" / "digits_results.md").read_text()
+    assert text == (tmp_path / "a" / "digits_results.md").read_text()
+    assert "d90" in text and "**0.01: 70.0**" in text and "bootstrap" in text

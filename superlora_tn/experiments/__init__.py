@@ -133,44 +133,91 @@ def run(
     summaries = report.aggregate(rows)
     total_s = time.perf_counter() - start
     extra = task.finish(out, artifacts) if task.finish is not None else ""
+    if (task.primary, task.higher_is_better, task.selection_metric) != TASK_METRICS.get(name):
+        raise RuntimeError(f"TASK_METRICS[{name!r}] does not describe the task's metrics")
 
-    report.write_rows_csv(rows, out / f"{name}_runs.csv")
-    report.write_summary_csv(summaries, out / f"{name}_summary.csv")
-    percent = [m for m in task.higher_is_better if m in ("accuracy", "target_share")]
-    effs = report.efficiency(summaries, task.primary, task.higher_is_better[task.primary])
-    report.plot(summaries, list(task.higher_is_better), out / f"{name}_plot.png", title=PLOT_TITLES.get(name, name))
     notes = {**task.notes, "seeds": seeds, **timing, "total wall time (s)": round(total_s, 1),
              "torch threads": torch.get_num_threads(), "worker processes": jobs,
              **({"tuning runs": f"shortened to {tune_steps} steps (final runs: the full budget)"} if tune and tune_steps else {}),
              "learning rates": "tuned by the protocol (tuning CSV)" if tune or tuning is not None
              else "shipped tuned rates where available, else the kind default (see the lr column)"}
-    md = [f"# Experiment `{name}`{' (quick)' if quick else ''}\n", "## Setup\n"]
+    write_report(name, rows, records if (tune or tuning is not None) else [], out, notes, extra,
+                 title=f"Experiment `{name}`{' (quick)' if quick else ''}")
+    return summaries
+
+
+#: primary metric, direction of every metric, and the validation metric the protocol selects by
+TASK_METRICS: dict[str, tuple[str, dict[str, bool], str]] = {
+    "digits": ("accuracy", {"accuracy": True}, "accuracy"),
+    "diffusion": ("target_share", {"target_share": True, "fd": False, "loss": False}, "loss"),
+    "minilm": ("accuracy", {"accuracy": True}, "accuracy"),
+}
+
+
+def write_report(
+    name: str, rows: Sequence[Any], records: Sequence[Any], out: Path, notes: dict[str, Any] | None = None,
+    extra: str = "", title: str | None = None,
+) -> None:
+    """Write ``<task>_runs.csv``, ``_summary.csv``, ``_plot.png`` and ``_results.md`` (tables with
+    95% intervals, tuning, both efficiency factors with bootstrap intervals, the random-subspace
+    control) from per-seed rows and tuning records; :func:`rebuild` calls it on saved CSVs."""
+    from . import report
+
+    primary, higher, selection = TASK_METRICS[name]
+    notes = dict(notes or {})
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = report.aggregate(rows)
+    report.write_rows_csv(rows, out / f"{name}_runs.csv")
+    report.write_summary_csv(summaries, out / f"{name}_summary.csv")
+    percent = [m for m in higher if m in ("accuracy", "target_share")]
+    effs = report.efficiency(summaries, primary, higher[primary])
+    report.plot(summaries, list(higher), out / f"{name}_plot.png", title=PLOT_TITLES.get(name, name))
+    md = [f"# {title or f'Experiment `{name}`'}\n", "## Setup\n"]
     md += [f"- {k}: {v}" for k, v in notes.items()]
     md += ["", "## Results\n", "Mean ± half-width of the 95% t-interval over the seeds; lr: the "
-           "learning rate of the runs (tuned rates marked by the protocol, see below).\n",
-           report.markdown_table(summaries, percent=percent)]
-    if records and (tune or tuning is not None):
+           "learning rate of the runs.\n", report.markdown_table(summaries, percent=percent)]
+    if records:
         md += ["## Learning-rate tuning (validation split, mean of the tuning seeds)\n",
-               report.tuning_markdown(records, task.higher_is_better[task.selection_metric],
-                                      percent=task.selection_metric in percent)]
-    md += [f"## Parameter efficiency ({task.primary})\n", report.efficiency_markdown(effs, task.primary)]
-    equal = report.equal_quality(summaries, task.primary, task.higher_is_better[task.primary])
-    md += ["## SuperLoRA settings against LoRA's curve\n",
-           report.equal_quality_markdown(equal, task.primary)]
-    for metric in dict.fromkeys([task.primary, task.selection_metric]):
-        hib = task.higher_is_better[metric]
-        if len(seeds) > 1:
+               report.tuning_markdown(records, higher[selection], percent=selection in percent)]
+    md += [f"## Parameter efficiency ({primary})\n", report.efficiency_markdown(effs, primary)]
+    equal = report.equal_quality(summaries, primary, higher[primary])
+    md += ["## SuperLoRA settings against LoRA's curve\n", report.equal_quality_markdown(equal, primary)]
+    several = max((s.seeds for s in summaries), default=1) > 1
+    for metric in dict.fromkeys([primary, selection]):
+        if several:
             md += [f"## Efficiency factors with 95% bootstrap intervals ({metric})\n",
-                   "Seeds of every method resampled with replacement (2,000 draws); with 3 seeds the "
-                   "interval is a rough guide.\n", report.efficiency_intervals_markdown(rows, metric, hib)]
+                   f"Seeds of every method resampled with replacement ({report.BOOTSTRAP_DRAWS:,} draws); with 3 seeds the "
+                   "interval is a rough guide.\n", report.efficiency_intervals_markdown(rows, metric, higher[metric])]
         if any(s.family == "random subspace" for s in summaries):
-            md += [f"## Random-subspace control ({metric})\n", report.subspace_markdown(rows, metric, hib)]
+            md += [f"## Random-subspace control ({metric})\n", report.subspace_markdown(rows, metric, higher[metric])]
     if extra:
         md += [extra]
     md += [f"![{name}]({name}_plot.png)\n"]
     (out / f"{name}_results.md").write_text("\n".join(md))
     (out / f"{name}_notes.json").write_text(json.dumps(notes, indent=1, default=str))
-    return summaries
+
+
+def rebuild(
+    name: str, runs: Sequence[str | Path], tuning: Sequence[str | Path] = (), out_dir: str | Path = "results",
+    notes: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Rebuild the tables and plot of a task from saved CSVs, without training.
+
+    ``runs``: ``<task>_runs.csv`` files, concatenated (a method in several keeps its first
+    file's rows); ``tuning``: tuning CSVs (records of a method/rate/seed seen twice are kept once).
+    """
+    from . import protocol, report
+
+    rows: list[Any] = []
+    for path in runs:
+        have = {r.method for r in rows}
+        rows += [r for r in report.read_rows_csv(Path(path)) if r.method not in have]
+    records: dict[tuple[str, float, int], Any] = {}
+    for path in tuning:
+        for r in protocol.read_tuning_csv(Path(path)):
+            records.setdefault((r.method, r.lr, r.seed), r)
+    write_report(name, rows, list(records.values()), Path(out_dir), notes)
+    return report.aggregate(rows)
 
 
 def _tuning_records(name: str, tuning: str | Path | None) -> list[Any]:
@@ -261,7 +308,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="shorten the tuning runs to this many steps (final runs keep the full budget)")
     parser.add_argument("--tuning", default=None,
                         help="tuning CSV: records to reuse with --tune, or whose chosen rates to use")
+    parser.add_argument("--rebuild", nargs="+", default=None, metavar="RUNS_CSV",
+                        help="no training: rebuild tables and plot from these runs CSVs (and --rebuild-tuning)")
+    parser.add_argument("--rebuild-tuning", nargs="+", default=(), metavar="TUNING_CSV")
     args = parser.parse_args(argv)
+    if args.rebuild:
+        rebuild(args.name, args.rebuild, args.rebuild_tuning, args.out)
+        return 0
     run(args.name, quick=args.quick, out_dir=args.out, seeds=args.seeds, methods=args.methods,
         threads=args.threads, jobs=args.jobs, show_progress=not args.no_progress, tune=args.tune,
         tuning=args.tuning, tune_steps=args.tune_steps)

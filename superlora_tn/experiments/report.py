@@ -389,6 +389,9 @@ def tuning_markdown(records: Sequence[TuningRecord], higher_is_better: bool = Tr
     return "\n".join(lines) + "\n"
 
 
+#: bootstrap resamples of the reported intervals (tests lower it)
+BOOTSTRAP_DRAWS = 2000
+
 #: the curve reading of :func:`lora_params_for` applies to any family's curve (the random subspace)
 params_for = lora_params_for
 
@@ -523,9 +526,10 @@ def curve_factor(method: str, metric: str, higher_is_better: bool = True) -> obj
 
 
 def efficiency_intervals_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool = True,
-                                  n: int = 2000) -> str:
+                                  n: int | None = None) -> str:
     """Both efficiency factors with bootstrap intervals: the first-reaching factor per LoRA rank
     and the factor against LoRA's curve per SuperLoRA setting."""
+    n = n or BOOTSTRAP_DRAWS
     summaries = aggregate(rows)
     lines = [f"| LoRA | first-reaching factor [95% bootstrap] on {metric} |", "|---|---|"]
     for e in efficiency(summaries, metric, higher_is_better):
@@ -542,8 +546,9 @@ def efficiency_intervals_markdown(rows: Sequence[Row], metric: str, higher_is_be
     return "\n".join(lines) + "\n"
 
 
-def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool = True, n: int = 2000) -> str:
+def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool = True, n: int | None = None) -> str:
     """d90 and every SuperLoRA setting's equivalent random dimensions, with bootstrap intervals."""
+    n = n or BOOTSTRAP_DRAWS
     summaries = aggregate(rows)
     if not family_curve(summaries, "random subspace", metric):
         return "(no random-subspace rows in this run)\n"
