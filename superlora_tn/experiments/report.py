@@ -203,6 +203,7 @@ FAMILY_STYLES = {
     "LoTR": ("#0072B2", ">"),
     "full FT": ("#999999", "*"),
     "baseline": ("#7F6000", "P"),
+    "random subspace": ("#882255", "x"),
 }
 EXTRA_STYLES = (("#E69F00", "h"), ("#56B4E9", "p"), ("#009E73", "H"), ("#D55E00", "d"), ("#CC79A7", "8"))
 
@@ -220,6 +221,8 @@ def family_style(family: str, index: int = 0) -> dict[str, object]:
         style.update(linestyle="--", markerfacecolor="white")
     if "shuffled" in family:
         style.update(marker="X")
+    if family == "random subspace":
+        style.update(linestyle=":")
     return style
 
 
