@@ -445,12 +445,31 @@ class Equivalent:
         return None if self.random_dims is None else self.random_dims / self.params
 
 
+#: families compared with the random subspace (LoRA and its relatives, every SuperLoRA setting)
+COMPARED_FAMILIES = ("SuperLoRA", "LoRA", "LoKr", "LoNKr", "LoTR")
+
+
 def equivalent_dims(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True,
                     subspace: str = "random subspace") -> list[Equivalent]:
-    """Every SuperLoRA-family row's equivalent random dimensions (see :class:`Equivalent`)."""
+    """The equivalent random dimensions (see :class:`Equivalent`) of every LoRA-family and
+    SuperLoRA-family row."""
     curve = family_curve(summaries, subspace, metric)
     return [Equivalent(s.method, s.adapter_params, s.mean[metric], params_for(curve, s.mean[metric], higher_is_better))
-            for s in summaries if s.family.startswith("SuperLoRA") and s.adapter_params > 0]
+            for s in summaries if s.family.startswith(COMPARED_FAMILIES) and s.adapter_params > 0]
+
+
+def outside_curve(curve: Sequence[tuple[int, float]], value: float, higher_is_better: bool = True) -> str:
+    """Where a value lies off a measured curve: ``"< d_min"`` below its first point, ``"> d_max"``
+    above its best, ``""`` inside."""
+    if not curve:
+        return ""
+    sign = 1.0 if higher_is_better else -1.0
+    points = sorted(curve)
+    if sign * value < sign * points[0][1]:
+        return f"< {points[0][0]:,}"
+    if all(sign * value > sign * v for _, v in points):
+        return f"> {points[-1][0]:,}"
+    return ""
 
 
 def resample(rows: Sequence[Row], rng: np.random.Generator) -> list[Row]:
@@ -558,13 +577,15 @@ def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool =
     iv = bootstrap(rows, lambda s: d90(s, metric, higher_is_better), n)
     lines = [f"d90 (smallest random-subspace dimension reaching 90% of full fine-tuning's gain over "
              f"zero-shot): **{iv.text(fmt='{:,.0f}')}**", "",
-             "| SuperLoRA setting | params | equivalent random dimensions [95% bootstrap] | per parameter |",
-             "|---|---:|---|---:|"]
+             "| setting | params | mean | equivalent random dimensions [95% bootstrap] | per parameter |",
+             "|---|---:|---:|---|---:|"]
+    curve = family_curve(summaries, "random subspace", metric)
     for e in equivalent_dims(summaries, metric, higher_is_better):
         def stat(s: Sequence[Summary], name: str = e.method) -> float | None:
             return next((q.random_dims for q in equivalent_dims(s, metric, higher_is_better) if q.method == name), None)
 
         eq = bootstrap(rows, stat, n)
-        ratio = "-" if e.ratio is None else f"{e.ratio:.1f}x"
-        lines.append(f"| {e.method} | {e.params:,} | {eq.text(fmt='{:,.0f}')} | {ratio} |")
+        ratio = "-" if e.ratio is None else f"{e.ratio:.2g}x"
+        shown = eq.text(fmt="{:,.0f}") if e.random_dims is not None else outside_curve(curve, e.value, higher_is_better)
+        lines.append(f"| {e.method} | {e.params:,} | {e.value:.3g} | {shown} | {ratio} |")
     return "\n".join(lines) + "\n"

@@ -8,4 +8,21 @@ default rate for their kind.
 
 from __future__ import annotations
 
-TUNED_RATES: dict[str, dict[str, float]] = {}
+TUNED_RATES: dict[str, dict[str, float]] = {
+    "digits": {
+        "head only": 0.316228,
+        "LoRA r=1": 0.03,
+        "LoRA r=2": 0.03,
+        "LoRA r=4": 0.03,
+        "SuperLoRA 2-D G=1 r=1": 0.0948683,
+        "SuperLoRA 2-D G=L r=1": 0.0948683,
+        "SuperLoRA 2-D G=1 r=1 ff=0.1": 0.3,
+        "SuperLoRA 4-D G=1 r=1 ff=0.01": 0.03,
+        "full FT (adapted W)": 0.01,
+        "random subspace d=21": 1.0,
+        "random subspace d=116": 1.0,
+        "random subspace d=364": 0.316228,
+        "random subspace d=4064": 0.0316228,
+        "random subspace d=32768": 0.00316228,
+    },
+}
