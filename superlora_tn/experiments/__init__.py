@@ -96,7 +96,7 @@ def run(
 
     from . import _common, protocol, report
     from ._pool import available_cpus, blas_threads, fork_blocker, run_all
-    from .methods import select
+    from .methods import random_subspace, select
 
     jobs = available_cpus() if jobs is None else max(1, jobs)
     blocker = fork_blocker()
@@ -117,6 +117,8 @@ def run(
     with blas_threads(threads) if threads is not None else contextlib.nullcontext():
         task = _make_task(name, quick, budget)
         timing["task setup (s)"] = round(time.perf_counter() - start, 1)
+        if methods is None and not quick:  # the random-subspace control belongs to every full table
+            chosen += [random_subspace(d) for d in task.subspace_dims]
         chosen = [m for m in chosen if m.kind not in task.skip_kinds and m.name not in task.skip_methods]
         pool = dict(show_progress=show_progress, jobs=jobs, threads=threads or 1)
         records = _tuning_records(name, tuning)

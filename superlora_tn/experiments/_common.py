@@ -110,6 +110,7 @@ class Task:
         default_lr: the learning rate of a method kind when the method sets none.
         tune_metric: the validation metric the protocol selects on (None: ``primary``); its
             direction is in ``higher_is_better``.
+        subspace_dims: dimensions of the random-subspace control added to a full default run.
         head_names: parameter names counted as head parameters.
         notes: free text for the report (setup, budgets, measured pretraining numbers).
         skip_kinds: method kinds that do not apply (``head`` where there is no head).
@@ -136,6 +137,7 @@ class Task:
     validate: Callable[[AdaptedModel, int], dict[str, float]] | None = None
     default_lr: dict[str, float] = field(default_factory=dict)
     tune_metric: str | None = None
+    subspace_dims: tuple[int, ...] = ()
 
     @property
     def selection_metric(self) -> str:

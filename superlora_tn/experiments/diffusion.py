@@ -354,6 +354,7 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
         name="diffusion", primary="target_share",
         higher_is_better={"target_share": True, "fd": False, "loss": False}, info=info,
         build=build, fit=fit, evaluate=evaluate, notes=notes, skip_kinds=("head",),
-        keep=keep, finish=finish, validate=validate, default_lr=dict(budget.lr), tune_metric="loss",
+        keep=keep, finish=finish, validate=validate, default_lr=dict(budget.lr),
+        subspace_dims=(33, 1024, 8192, 65536, 262144), tune_metric="loss",
     )
     return task

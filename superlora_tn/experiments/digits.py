@@ -229,6 +229,6 @@ def make_task(quick: bool = False, budget: DigitsBudget | None = None) -> Task:
     task = Task(
         name="digits", primary="accuracy", higher_is_better={"accuracy": True}, info=info,
         build=build, fit=fit, evaluate=evaluate, head_names=head_names, notes=notes,
-        validate=validate, default_lr=dict(budget.lr),
+        validate=validate, default_lr=dict(budget.lr), subspace_dims=(21, 116, 364, 4064, 32768),
     )
     return task
