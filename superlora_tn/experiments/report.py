@@ -381,14 +381,16 @@ def tuning_markdown(records: Sequence[TuningRecord], higher_is_better: bool = Tr
     lines = ["| method | params | chosen lr | validation (mean of seeds) | rates searched: validation |",
              "|---|---:|---:|---:|---|"]
     params = {r.method: r.adapter_params for r in records}
-    scale = 100.0 if percent else 1.0
+    def shown(x: float) -> str:
+        return f"{100 * x:.1f}" if percent else f"{x:.4g}"
+
     for method, c in choices(records, higher_is_better).items():
         scores = scores_by_rate(records, method)
         cells = ", ".join(
-            (f"**{lr:.3g}: {scale * float(np.mean(v)):.1f}**" if lr == c.lr else f"{lr:.3g}: {scale * float(np.mean(v)):.1f}")
+            (f"**{lr:.3g}: {shown(float(np.mean(v)))}**" if lr == c.lr else f"{lr:.3g}: {shown(float(np.mean(v)))}")
             for lr, v in sorted(scores.items()))
         mark = "" if c.settled else " (edge)"
-        lines.append(f"| {method} | {params[method]:,} | {c.lr:.3g}{mark} | {scale * c.validation:.1f} | {cells} |")
+        lines.append(f"| {method} | {params[method]:,} | {c.lr:.3g}{mark} | {shown(c.validation)} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
