@@ -190,6 +190,7 @@ METRIC_LABELS = {
     "accuracy": "accuracy on held-out data",
     "target_share": "share of samples judged a 5-9 digit",
     "fd": "Frechet distance to real 5-9 digits (lower is better)",
+    "loss": "held-out denoising loss (lower is better)",
 }
 #: Okabe-Ito colours (colour-blind safe) and a marker per family; "+ fastfood" variants share
 #: their base family's colour with a dashed line and hollow markers

@@ -25,4 +25,18 @@ TUNED_RATES: dict[str, dict[str, float]] = {
         "random subspace d=4064": 0.0316228,
         "random subspace d=32768": 0.00316228,
     },
+    "diffusion": {
+        "LoRA r=1": 0.0316228,
+        "LoRA r=2": 0.0316228,
+        "LoRA r=4": 0.0316228,
+        "SuperLoRA 2-D G=1 r=1": 0.0316228,
+        "SuperLoRA 3-D G=1 r=16": 0.0316228,
+        "SuperLoRA 4-D G=1 r=1 ff=0.01": 0.0316228,
+        "full FT (adapted W)": 0.00316228,
+        "random subspace d=33": 0.1,
+        "random subspace d=1024": 0.0316228,
+        "random subspace d=8192": 0.1,
+        "random subspace d=65536": 0.01,
+        "random subspace d=262144": 0.00316228,
+    },
 }
