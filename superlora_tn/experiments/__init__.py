@@ -116,6 +116,8 @@ def run(
     timing: dict[str, float] = {}
     with blas_threads(threads) if threads is not None else contextlib.nullcontext():
         task = _make_task(name, quick, budget)
+        if (task.primary, task.higher_is_better, task.selection_metric) != TASK_METRICS.get(name):
+            raise RuntimeError(f"TASK_METRICS[{name!r}] does not describe the task's metrics")
         timing["task setup (s)"] = round(time.perf_counter() - start, 1)
         if methods is None and not quick:  # the random-subspace control belongs to every full table
             chosen += [random_subspace(d) for d in task.subspace_dims]
@@ -135,8 +137,6 @@ def run(
     summaries = report.aggregate(rows)
     total_s = time.perf_counter() - start
     extra = task.finish(out, artifacts) if task.finish is not None else ""
-    if (task.primary, task.higher_is_better, task.selection_metric) != TASK_METRICS.get(name):
-        raise RuntimeError(f"TASK_METRICS[{name!r}] does not describe the task's metrics")
 
     notes = {**task.notes, "seeds": seeds, **timing, "total wall time (s)": round(total_s, 1),
              "torch threads": torch.get_num_threads(), "worker processes": jobs,
@@ -225,8 +225,10 @@ def rebuild(
 def _tuning_records(name: str, tuning: str | Path | None) -> list[Any]:
     from . import protocol
 
-    if tuning is None or not Path(tuning).exists():
+    if tuning is None:
         return []
+    if not Path(tuning).exists():
+        raise FileNotFoundError(f"tuning CSV {tuning} does not exist")
     return [r for r in protocol.read_tuning_csv(Path(tuning)) if r.task == name]
 
 
