@@ -91,8 +91,8 @@ def test_search_stops_after_max_widen_and_reuses_known_records():
 
 
 def test_tuning_csv_round_trip(tmp_path):
-    recs = [protocol.TuningRecord("digits", "LoRA r=1", "LoRA", 1024, lr, s, "accuracy", v, 9.87)
-            for lr, s, v in [(0.00316228, 100, 0.5), (0.01, 101, 0.625), (0.0316228, 100, 0.75)]]
+    recs = [protocol.TuningRecord("digits", "LoRA r=1", "LoRA", 1024, lr, s, "accuracy", v, 9.87, steps)
+            for lr, s, v, steps in [(0.00316228, 100, 0.5, None), (0.01, 101, 0.625, 150), (0.0316228, 100, 0.75, 300)]]
     path = tmp_path / "t.csv"
     protocol.write_tuning_csv(recs, path)
     assert protocol.read_tuning_csv(path) == recs

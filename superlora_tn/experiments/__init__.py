@@ -251,7 +251,7 @@ def _tune(
 
     def record(row: Any, lr: float) -> Any:
         return protocol.TuningRecord(task.name, row.method, row.family, row.adapter_params, lr, row.seed,
-                                     metric, row.metrics[metric], row.wall_s)
+                                     metric, row.metrics[metric], row.wall_s, steps)
 
     saved = list(known)
 

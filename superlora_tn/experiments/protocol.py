@@ -112,9 +112,10 @@ class TuningRecord:
     metric: str
     value: float
     wall_s: float
+    steps: int | None = None  # training steps of the tuning run (None: the task's full budget)
 
 
-TUNING_FIELDS = ("task", "method", "family", "adapter_params", "lr", "seed", "metric", "value", "wall_s")
+TUNING_FIELDS = ("task", "method", "family", "adapter_params", "lr", "seed", "metric", "value", "wall_s", "steps")
 
 
 def write_tuning_csv(records: Sequence[TuningRecord], path: Path) -> None:
@@ -124,15 +125,16 @@ def write_tuning_csv(records: Sequence[TuningRecord], path: Path) -> None:
         w.writerow(TUNING_FIELDS)
         for r in records:
             w.writerow([r.task, r.method, r.family, r.adapter_params, f"{r.lr:.6g}", r.seed, r.metric,
-                        f"{r.value:.6g}", f"{r.wall_s:.2f}"])
+                        f"{r.value:.6g}", f"{r.wall_s:.2f}", "" if r.steps is None else r.steps])
 
 
 def read_tuning_csv(path: Path) -> list[TuningRecord]:
-    """Tuning runs written by :func:`write_tuning_csv`."""
+    """Tuning runs written by :func:`write_tuning_csv` (a missing or empty ``steps``: full budget)."""
     with Path(path).open() as f:
         return [
             TuningRecord(r["task"], r["method"], r["family"], int(r["adapter_params"]), float(r["lr"]),
-                         int(r["seed"]), r["metric"], float(r["value"]), float(r["wall_s"]))
+                         int(r["seed"]), r["metric"], float(r["value"]), float(r["wall_s"]),
+                         int(r["steps"]) if r.get("steps") else None)
             for r in csv.DictReader(f)
         ]
 
