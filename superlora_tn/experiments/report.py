@@ -118,10 +118,11 @@ def markdown_table(summaries: Sequence[Summary], percent: Sequence[str] = ()) ->
         cells = []
         for m in metrics:
             ci = s.ci.get(m, 0.0)
+            spread = s.seeds > 1  # one seed has no interval: the mean alone
             if m in percent:
-                cells.append(f"{100 * s.mean[m]:.1f} ± {100 * ci:.1f}")
+                cells.append(f"{100 * s.mean[m]:.1f}" + (f" ± {100 * ci:.1f}" if spread else ""))
             else:
-                cells.append(f"{s.mean[m]:.3g} ± {ci:.2g}")
+                cells.append(f"{s.mean[m]:.3g}" + (f" ± {ci:.2g}" if spread else ""))
         lr = "-" if s.lr is None else f"{s.lr:.3g}"
         lines.append("| " + " | ".join([s.method, s.family, f"{s.adapter_params:,}",
                                          f"{s.head_params:,}", str(s.seeds), *cells, lr,
