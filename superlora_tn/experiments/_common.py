@@ -89,6 +89,8 @@ class Row:
     seed: int
     metrics: dict[str, float]
     wall_s: float
+    lr: float | None = None
+    split: str = "test"
 
 
 @dataclass
@@ -102,7 +104,13 @@ class Task:
         info: the adapted targets.
         build: (method, generator or None, seed) -> AdaptedModel with the right trainables.
         fit: (model, method, seed) -> None, trains in place.
-        evaluate: (model, seed) -> metrics.
+        evaluate: (model, seed) -> metrics on the test split.
+        validate: (model, seed) -> metrics on the validation split held out of the training data
+            (None: the task has none and cannot be tuned by the protocol).
+        default_lr: the learning rate of a method kind when the method sets none.
+        tune_metric: the validation metric the protocol selects on (None: ``primary``); its
+            direction is in ``higher_is_better``.
+        subspace_dims: dimensions of the random-subspace control added to a full default run.
         head_names: parameter names counted as head parameters.
         notes: free text for the report (setup, budgets, measured pretraining numbers).
         skip_kinds: method kinds that do not apply (``head`` where there is no head).
@@ -126,17 +134,48 @@ class Task:
     skip_methods: tuple[str, ...] = ()
     keep: Callable[[Method, int, AdaptedModel], Any] | None = None
     finish: Callable[[Path, dict[tuple[str, int], Any]], str] | None = None
+    validate: Callable[[AdaptedModel, int], dict[str, float]] | None = None
+    default_lr: dict[str, float] = field(default_factory=dict)
+    tune_metric: str | None = None
+    subspace_dims: tuple[int, ...] = ()
+
+    @property
+    def selection_metric(self) -> str:
+        """The metric the tuning protocol selects a rate by (on the validation split)."""
+        return self.tune_metric or self.primary
+
+    def lr(self, method: Method) -> float:
+        """The learning rate a run of ``method`` uses: its own, else the kind's default."""
+        if method.lr is not None:
+            return float(method.lr)
+        kind = "spec" if method.kind == "subspace" and "subspace" not in self.default_lr else method.kind
+        return float(self.default_lr[kind])
 
 
-def run_method(task: Task, method: Method, seed: int) -> tuple[Row, AdaptedModel]:
-    """Build, train and evaluate one method on one seed."""
+SPLITS = ("test", "val")
+
+
+def _used_lr(task: Task, method: Method) -> float | None:
+    try:
+        return task.lr(method)
+    except KeyError:  # a task that sets its rates itself
+        return None
+
+
+def run_method(task: Task, method: Method, seed: int, split: str = "test") -> tuple[Row, AdaptedModel]:
+    """Build, train and evaluate one method on one seed, scored on ``split`` (``"test"`` or
+    ``"val"``, the validation split held out of the training data)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "val" and task.validate is None:
+        raise ValueError(f"task {task.name!r} has no validation split")
     start = time.perf_counter()
     seed_everything(seed)
     generator = build_generator(method, task.info, seed)
     model = task.build(method, generator, seed)
     if method.kind != "zero-shot":
         task.fit(model, method, seed)
-    metrics = task.evaluate(model, seed)
+    metrics = (task.validate if split == "val" else task.evaluate)(model, seed)  # type: ignore[misc]
     wall = time.perf_counter() - start
     trained = method.kind != "zero-shot"
     head = model.copy_params(list(task.head_names)) if trained else 0
@@ -144,5 +183,6 @@ def run_method(task: Task, method: Method, seed: int) -> tuple[Row, AdaptedModel
     row = Row(
         task.name, method.name, method.family, implementation(method),
         adapter, head, seed, metrics, wall,
+        _used_lr(task, method) if trained else None, split,
     )
     return row, model

@@ -68,10 +68,11 @@ def can_fork() -> bool:
     return fork_blocker() is None
 
 
-def run_one(task: Task, method: Method, seed: int) -> tuple[Row, Any]:
-    """One run and the task's artifact of it (None if the task keeps nothing)."""
-    row, model = run_method(task, method, seed)
-    artifact = task.keep(method, seed, model) if task.keep is not None else None
+def run_one(task: Task, method: Method, seed: int, split: str = "test") -> tuple[Row, Any]:
+    """One run and the task's artifact of it (None if the task keeps nothing, or for a
+    validation run)."""
+    row, model = run_method(task, method, seed, split)
+    artifact = task.keep(method, seed, model) if task.keep is not None and split == "test" else None
     return row, artifact
 
 
@@ -96,27 +97,29 @@ def _init_worker(threads: int = 1) -> None:
     blas_threads(threads)  # for the worker's lifetime
 
 
-def _work(job: tuple[int, Method, int]) -> Result:
-    index, method, seed = job
+def _work(job: tuple[int, Method, int, str]) -> Result:
+    index, method, seed, split = job
     assert _TASK is not None, "worker started without a task"
-    row, artifact = run_one(_TASK, method, seed)
+    row, artifact = run_one(_TASK, method, seed, split)
     return index, row, artifact
 
 
 @contextmanager
-def worker_pool(task: Task, jobs: int, runs: int, threads: int = 1) -> Iterator[Callable[[Pairs], Iterator[Result]]]:
+def worker_pool(
+    task: Task, jobs: int, runs: int, threads: int = 1, split: str = "test"
+) -> Iterator[Callable[[Pairs], Iterator[Result]]]:
     """A function that runs pairs and yields ``(index into pairs, row, artifact)`` as they finish.
 
     With ``jobs > 1`` (and more than one run, on a platform with ``fork``) the worker processes
     are forked when the block is entered, so open it before starting any thread (a progress
     display); otherwise everything runs in this process, in order. Each worker runs
-    ``threads`` torch (and BLAS) threads.
+    ``threads`` torch (and BLAS) threads. Every run is scored on ``split``.
     """
     if jobs <= 1 or runs <= 1 or not can_fork():
 
         def serial(pairs: Pairs) -> Iterator[Result]:
             for index, (method, seed) in enumerate(pairs):
-                yield (index, *run_one(task, method, seed))
+                yield (index, *run_one(task, method, seed, split))
 
         yield serial
         return
@@ -127,7 +130,7 @@ def worker_pool(task: Task, jobs: int, runs: int, threads: int = 1) -> Iterator[
         with context.Pool(min(jobs, runs), initializer=_init_worker, initargs=(threads,)) as pool:
 
             def parallel(pairs: Pairs) -> Iterator[Result]:
-                work = [(i, m, s) for i, (m, s) in enumerate(pairs)]
+                work = [(i, m, s, split) for i, (m, s) in enumerate(pairs)]
                 return pool.imap_unordered(_work, work, chunksize=1)
 
             yield parallel
@@ -142,10 +145,16 @@ def run_all(
     show_progress: bool = True,
     jobs: int = 1,
     threads: int = 1,
+    split: str = "test",
+    pairs: Pairs | None = None,
+    on_row: Callable[[int, Row], None] | None = None,
 ) -> tuple[list[Row], dict[tuple[str, int], Any]]:
     """Run every applicable method on every seed with a progress bar (with an ETA).
 
-    ``threads``: torch threads of each worker process (with ``jobs > 1``).
+    ``threads``: torch threads of each worker process (with ``jobs > 1``). ``split``: where
+    the runs are scored (``"val"`` for tuning runs). ``pairs``: explicit (method, seed) runs
+    instead of every method on every seed (the protocol's tuning rounds). ``on_row(index into
+    pairs, row)`` is called as each run finishes (the protocol saves its records as it goes).
 
     Returns the rows in (method, seed) order whatever order the workers finished in, and the
     artifacts of ``task.keep`` keyed by ``(method name, seed)``.
@@ -162,20 +171,24 @@ def run_all(
     from ..console import make_console
 
     methods = [m for m in methods if m.kind not in task.skip_kinds and m.name not in task.skip_methods]
-    pairs = [(m, s) for m in methods for s in seeds]
+    if pairs is None:
+        pairs = [(m, s) for m in methods for s in seeds]
     done: dict[int, tuple[Row, Any]] = {}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with worker_pool(task, jobs, len(pairs), threads) as run_pairs, \
+    with worker_pool(task, jobs, len(pairs), threads, split) as run_pairs, \
             Progress(*columns, console=make_console(), disable=not show_progress) as progress:
-        bar = progress.add_task(f"{task.name}: {len(pairs)} runs, {jobs} jobs", total=len(pairs))
+        what = "tuning runs" if split == "val" else "runs"
+        bar = progress.add_task(f"{task.name}: {len(pairs)} {what}, {jobs} jobs", total=len(pairs))
         for index, row, artifact in run_pairs(pairs):
             done[index] = (row, artifact)
+            if on_row is not None:
+                on_row(index, row)
             progress.advance(bar)
             if show_progress:
                 shown = ", ".join(f"{k}={v:.3f}" for k, v in row.metrics.items())
                 progress.console.print(
-                    f"{row.method:<32} seed {row.seed}: {shown}  "
+                    f"{row.method:<32} seed {row.seed}{'' if row.lr is None else f' lr {row.lr:.3g}'}: {shown}  "
                     f"params {row.adapter_params}+{row.head_params}  {row.wall_s:.1f}s",
                     highlight=False,
                 )

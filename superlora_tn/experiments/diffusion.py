@@ -8,7 +8,13 @@ the backbone frozen, on the digits 5-9. Quality of an adapted model:
 * ``target_share``: share of generated samples that a fixed digit classifier (an MLP trained
   once on all real digits, ~97% held-out accuracy) puts in 5-9 (higher is better),
 * ``fd``: the Fréchet distance between generated samples and the real 5-9 digits in the
-  classifier's penultimate features (lower is better).
+  classifier's penultimate features (lower is better),
+* ``loss``: the held-out denoising loss (epsilon MSE) on the test images of 5-9, at fixed time
+  steps and noise (lower is better).
+
+The 5-9 images are split (stratified by digit, fixed seed) into fit (60%), validation (20%) and
+test (20%): adaptation trains on the fit images; the tuning protocol selects learning rates by
+the held-out denoising loss on the validation images; ``loss`` is measured on the test images.
 
 Samples are drawn by ancestral DDPM sampling from fixed noise (seeded by the run's seed).
 """
@@ -28,7 +34,7 @@ from torch import Tensor, nn
 
 from ._adapter import AdaptedModel, DeltaGenerator, linear_targets
 from ._common import Task, batches, seed_everything, train_loop
-from .methods import Method, TargetInfo, all_methods
+from .methods import Method, TargetInfo, by_name
 
 
 def time_embedding(t: Tensor, dim: int) -> Tensor:
@@ -166,21 +172,28 @@ class DiffusionBudget:
     diffusion_steps: int = 100
     lr: dict[str, float] = field(
         default_factory=lambda: {"bias": 1e-2, "full": 1e-3, "lora": 1e-2, "lora_ref": 1e-2,
-                                 "spec": 1e-2}
+                                 "spec": 1e-2, "subspace": 1e-1}
     )
 
 
 QUICK_BUDGET = DiffusionBudget(pretrain_steps=1500, steps=300, samples=300)
 
 
-def load_data() -> dict[str, Tensor]:
-    """All digits in [-1, 1] (N, 64), labels, and the 0-4 / 5-9 masks."""
+def load_data(seed: int = 0) -> dict[str, Tensor]:
+    """All digits in [-1, 1] (N, 64), labels, the 0-4 / 5-9 images, and the 5-9 images split
+    into ``fit`` / ``val`` / ``test`` (60/20/20, stratified by digit, ``random_state=seed``)."""
     from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
     data = load_digits()
     x = torch.from_numpy(data.data.astype(np.float32) / 8.0 - 1.0)
     y = torch.from_numpy(data.target).long()
-    return {"x": x, "y": y, "source": x[y < 5], "target": x[y >= 5]}
+    target, labels = x[y >= 5], y[y >= 5].numpy()
+    rest, test = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=seed)
+    fit, val = train_test_split(rest, test_size=0.25, stratify=labels[rest], random_state=seed)
+    return {"x": x, "y": y, "source": x[y < 5], "target": target,
+            "fit": target[torch.from_numpy(fit)], "val": target[torch.from_numpy(val)],
+            "test": target[torch.from_numpy(test)]}
 
 
 def diffusion_loss(model: nn.Module, sched: Schedule, x0: Tensor) -> Tensor:
@@ -188,6 +201,17 @@ def diffusion_loss(model: nn.Module, sched: Schedule, x0: Tensor) -> Tensor:
     t = torch.randint(0, sched.steps, (len(x0),))
     noise = torch.randn_like(x0)
     return F.mse_loss(model(sched.noisy(x0, t, noise), t), noise)
+
+
+@torch.no_grad()
+def heldout_loss(model: nn.Module, sched: Schedule, x0: Tensor, repeats: int = 8, seed: int = 0) -> float:
+    """Epsilon-prediction MSE on held-out images at fixed (seeded) time steps and noise: the same
+    draws for every model, so differences are the models'."""
+    gen = torch.Generator().manual_seed(seed)
+    x = x0.repeat(repeats, 1)
+    t = torch.randint(0, sched.steps, (len(x),), generator=gen)
+    noise = torch.randn(x.shape, generator=gen)
+    return float(F.mse_loss(model(sched.noisy(x, t, noise), t), noise))
 
 
 def pretrain(x: Tensor, sched: Schedule, budget: DiffusionBudget, seed: int = 0) -> Denoiser:
@@ -256,18 +280,23 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
     def fit(model: AdaptedModel, method: Method, seed: int) -> None:
         gen = torch.Generator().manual_seed(1000 + seed)
         torch.manual_seed(2000 + seed)
-        x = data["target"]
+        x = data["fit"]
         train_loop(model, lambda idx: diffusion_loss(model, sched, x[idx]),
-                   batches(len(x), budget.batch_size, gen), budget.steps, budget.lr[method.kind])
+                   batches(len(x), budget.batch_size, gen), method.steps or budget.steps, task.lr(method))
 
     def evaluate(model: AdaptedModel, seed: int) -> dict[str, float]:
         with model.frozen_deltas():
             gen = sched.sample(model, budget.samples, seed=10_000 + seed)
+            loss = heldout_loss(model, sched, data["test"])
         with torch.no_grad():
             pred = clf(gen).argmax(-1)
             feats = clf.features(gen).numpy()
         return {"target_share": float((pred >= 5).float().mean()),
-                "fd": frechet_distance(feats, real_feats)}
+                "fd": frechet_distance(feats, real_feats), "loss": loss}
+
+    def validate(model: AdaptedModel, seed: int) -> dict[str, float]:
+        with model.frozen_deltas():
+            return {"loss": heldout_loss(model, sched, data["val"])}
 
     with torch.no_grad():
         src = sched.sample(net, budget.samples, seed=10_000)
@@ -279,26 +308,33 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
             return model.adapter_params(), sched.sample(model, 64, seed=7)
 
     def finish(out: Path, artifacts: dict[tuple[str, int], tuple[int, Tensor]]) -> str:
-        """Figure: no adaptation, the SuperLoRA setting closest to 30 parameters, LoRA's
-        smallest and full fine-tuning, side by side (first seed, same noise)."""
+        """Figure (first seed, same noise): no adaptation; the SuperLoRA setting closest to 30
+        parameters and the random subspace of its size; the smallest SuperLoRA setting that
+        visibly moves the samples (at least half of its 64 panel samples judged 5-9) and the random
+        subspace of its size; LoRA's smallest; full fine-tuning (those that were run)."""
         if not artifacts:
             return ""
         first = min(seed for _, seed in artifacts)
-        methods = {m.name: m for m in all_methods()}
-        shown = {name: (methods[name], *art) for (name, seed), art in artifacts.items()
-                 if seed == first and name in methods}
+        shown = {name: (by_name(name), *art) for (name, seed), art in artifacts.items() if seed == first}
         by_family = lambda pred: [k for k, (m, _, _) in shown.items() if pred(m)]  # noqa: E731
+        with torch.no_grad():
+            moved = {k: float((clf(v[2]).argmax(-1) >= 5).float().mean()) for k, v in shown.items()}
         picks = by_family(lambda m: m.kind == "zero-shot")
-        supers = by_family(lambda m: m.family.startswith("SuperLoRA"))
+        supers = sorted(by_family(lambda m: m.family.startswith("SuperLoRA")), key=lambda k: shown[k][1])
+        subspaces = {shown[k][1]: k for k in by_family(lambda m: m.kind == "subspace")}
         loras = by_family(lambda m: m.family == "LoRA")
-        if supers:
-            picks.append(min(supers, key=lambda k: abs(shown[k][1] - 30)))
+        for pick in ([min(supers, key=lambda k: abs(shown[k][1] - 30))] if supers else []) + \
+                [k for k in supers if moved[k] >= 0.5][:1]:
+            if pick not in picks:
+                picks.append(pick)
+                if shown[pick][1] in subspaces:
+                    picks.append(subspaces[shown[pick][1]])
         if loras:
             picks.append(min(loras, key=lambda k: shown[k][1]))
         picks += by_family(lambda m: m.kind == "full")
         if not picks:
             return ""
-        panels = {f"{k}\n({shown[k][1]:,} params)": shown[k][2] for k in picks}
+        panels = {f"{k}\n({shown[k][1]:,} params; {100 * moved[k]:.0f}% judged 5-9)": shown[k][2] for k in picks}
         save_sample_grid(panels, out / "diffusion_samples.png")
         return f"## Samples (seed {first}, same noise for every panel)\n\n![samples](diffusion_samples.png)\n"
 
@@ -311,10 +347,14 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
         "adaptation budget": f"{budget.steps} steps of batch {budget.batch_size}, AdamW + cosine; lr {budget.lr}",
         "pretraining budget": f"{budget.pretrain_steps} steps, lr {budget.pretrain_lr}",
         "sampling": f"{budget.samples} samples, {budget.diffusion_steps} DDPM steps",
+        "5-9 split": f"{len(data['fit'])} fit / {len(data['val'])} validation / {len(data['test'])} test "
+        "(FD against all real 5-9 digits)",
     }
-    return Task(
+    task = Task(
         name="diffusion", primary="target_share",
-        higher_is_better={"target_share": True, "fd": False}, info=info,
+        higher_is_better={"target_share": True, "fd": False, "loss": False}, info=info,
         build=build, fit=fit, evaluate=evaluate, notes=notes, skip_kinds=("head",),
-        keep=keep, finish=finish,
+        keep=keep, finish=finish, validate=validate, default_lr=dict(budget.lr),
+        subspace_dims=(33, 1024, 8192, 65536, 262144), tune_metric="loss",
     )
+    return task

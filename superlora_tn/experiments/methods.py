@@ -7,7 +7,9 @@ as placeholders and resolved against the task's :class:`TargetInfo`:
 * ``"@layers"``  - the number of adapted layers (for ``groups=G`` with G = #layers),
 * ``"@roles"``   - explicit groups, one per role (all queries, all values: LoTR),
 * ``"@L"`` inside a rank tuple - the number of targets per role (LoTR's layer mode),
-* ``("fastfood", rho)`` / ``("gaussian", rho)`` - a projection, built when the method runs.
+* ``("fastfood", rho)`` / ``("gaussian", rho)`` - a projection, built when the method runs,
+* ``("fastfood_d", d)`` - a Fastfood projection whose generated size is exactly ``d`` for one
+  group of all adapted entries (the random-subspace control, :func:`random_subspace`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class Method:
             ``spec`` (any other SuperLoRA spec).
         spec: ``superlora_tn.SuperLoRA`` keyword arguments (with placeholders).
         quick: part of the ``--quick`` subset.
+        lr: learning rate for this run (None: the task's default for the kind); the protocol
+            sets it with ``dataclasses.replace(method, lr=...)``.
+        steps: optimisation steps of this run, with the cosine schedule over them (None: the
+            task's budget); set only for shortened tuning runs (``run(tune_steps=...)``).
     """
 
     name: str
@@ -56,6 +62,8 @@ class Method:
     kind: str
     spec: dict[str, Any] = field(default_factory=dict)
     quick: bool = False
+    lr: float | None = None
+    steps: int | None = None
 
 
 def _lora(r: int, quick: bool = False) -> Method:
@@ -87,6 +95,28 @@ def _grouped(
         name += " shuffled"
         family += " shuffled"
     return Method(name, family, "spec", spec, quick)
+
+
+#: family of the random-subspace control
+RANDOM_SUBSPACE = "random subspace"
+
+
+def random_subspace(d: int, quick: bool = False) -> Method:
+    """The intrinsic-dimension control (Li et al. 2018; Aghajanyan et al. 2020): ``d`` free
+    parameters, zero at the start, mapped onto all adapted entries by one fixed Fastfood
+    projection, the one the projected SuperLoRA settings use (``groups=1``).
+
+    In SuperLoRA terms: one group, fold of order 1, one ``dense`` factor of ``d`` entries and
+    ``projection=Fastfood(d / n)``; the spec counts exactly ``d`` parameters.
+
+    >>> random_subspace(33).name, random_subspace(33).spec["projection"]
+    ('random subspace d=33', ('fastfood_d', 33))
+    """
+    if int(d) < 1:
+        raise ValueError(f"random_subspace needs d >= 1, got {d}")
+    spec = dict(groups=1, fold="balanced", order=1, splits=1, structure="dense",
+                projection=("fastfood_d", int(d)))
+    return Method(f"{RANDOM_SUBSPACE} d={int(d)}", RANDOM_SUBSPACE, "subspace", spec, quick)
 
 
 def all_methods() -> list[Method]:
@@ -145,23 +175,40 @@ def all_methods() -> list[Method]:
     return methods
 
 
+def by_name(name: str) -> Method:
+    """A method of the table, or a random subspace written ``random subspace d=<int>``."""
+    for m in all_methods():
+        if m.name == name:
+            return m
+    prefix = f"{RANDOM_SUBSPACE} d="
+    if name.startswith(prefix) and name[len(prefix):].isdigit():
+        return random_subspace(int(name[len(prefix):]))
+    valid = sorted(m.name for m in all_methods())
+    raise ValueError(f"unknown method {name!r}; valid: {valid} or '{prefix}<int>'")
+
+
 def select(quick: bool = False, names: list[str] | None = None) -> list[Method]:
-    """Methods to run: the quick subset or all, optionally by name."""
-    chosen = [m for m in all_methods() if (m.quick or not quick)]
-    if names is not None:
-        known = {m.name for m in all_methods()}
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise ValueError(f"unknown methods {unknown}; valid: {sorted(known)}")
-        chosen = [m for m in all_methods() if m.name in names]
-    return chosen
+    """Methods to run: the quick subset or all, or the named ones (table order, then random
+    subspaces in the order given)."""
+    if names is None:
+        return [m for m in all_methods() if (m.quick or not quick)]
+    wanted = [by_name(n) for n in names]  # raises on an unknown name
+    table = [m for m in all_methods() if m.name in names]
+    return table + [m for m in wanted if m.kind == "subspace"]
 
 
 def resolve_spec(spec: dict[str, Any], info: TargetInfo) -> dict[str, Any]:
     """Replace placeholders of a spec dict by the task's values."""
     out: dict[str, Any] = {}
     for key, value in spec.items():
-        if value == "@layers":
+        if isinstance(value, tuple) and value and value[0] == "fastfood_d":
+            import superlora_tn
+
+            entries = sum(o * i for o, i in info.targets.values())
+            if not 1 <= value[1] <= entries:
+                raise ValueError(f"a random subspace needs 1 <= d <= {entries} (adapted entries), got {value[1]}")
+            value = superlora_tn.Fastfood(value[1] / entries)
+        elif value == "@layers":
             value = info.layers
         elif value == "@roles":
             value = [list(names) for names in info.roles.values()]
@@ -190,4 +237,4 @@ def build_generator(method: Method, info: TargetInfo, seed: int) -> DeltaGenerat
 
 def implementation(method: Method) -> str:
     """Which code path a method runs on (for the results table)."""
-    return {"lora": "spec", "lora_ref": "reference", "spec": "spec"}.get(method.kind, "torch")
+    return {"lora": "spec", "lora_ref": "reference", "spec": "spec", "subspace": "spec"}.get(method.kind, "torch")

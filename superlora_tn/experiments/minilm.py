@@ -133,7 +133,7 @@ class MiniLMBudget:
     # full 3e-4/1e-3, LoRA r=1 3e-3/1e-2/3e-2); SuperLoRA settings use LoRA's rate untuned
     lr: dict[str, float] = field(
         default_factory=lambda: {"head": 1e-2, "bias": 1e-2, "full": 1e-3, "lora": 1e-2,
-                                 "lora_ref": 1e-2, "spec": 1e-2}
+                                 "lora_ref": 1e-2, "spec": 1e-2, "subspace": 1e-1}
     )
 
 
@@ -217,8 +217,8 @@ def make_task(quick: bool = False, budget: MiniLMBudget | None = None) -> Task:
                 logits = model(train.hidden[b][idx])
             return F.cross_entropy(logits, train.labels[b][idx])
 
-        train_loop(model, loss, train.batches(budget.batch_size, gen), budget.steps,
-                   budget.lr[method.kind])
+        train_loop(model, loss, train.batches(budget.batch_size, gen), method.steps or budget.steps,
+                   task.lr(method))
 
     def evaluate(model: AdaptedModel, seed: int) -> dict[str, float]:
         if model.generator is None and model.copy_params() == model.copy_params(head_names):
@@ -242,7 +242,9 @@ def make_task(quick: bool = False, budget: MiniLMBudget | None = None) -> Task:
         f"(~{budget.steps * budget.batch_size / train.size:.1f} epochs), AdamW + cosine; lr {budget.lr}",
         "head": "new linear head (3 classes) on mean-pooled tokens, trained by every method",
     }
-    return Task(
+    task = Task(
         name="minilm", primary="accuracy", higher_is_better={"accuracy": True}, info=info,
         build=build, fit=fit, evaluate=evaluate, head_names=head_names, notes=notes,
+        default_lr=dict(budget.lr),
     )
+    return task

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from ._common import Row
+from .protocol import TuningRecord, choices, scores_by_rate, t_interval
 
 #: families drawn as horizontal reference lines (they train no adapter parameters)
 REFERENCE_METHODS = ("zero-shot", "head only")
@@ -18,7 +19,8 @@ REFERENCE_METHODS = ("zero-shot", "head only")
 
 @dataclass
 class Summary:
-    """Mean and standard deviation of every metric of one method over its seeds."""
+    """Mean, standard deviation and 95% t-interval half-width of every metric of one method over
+    its seeds, and the learning rate of its runs (None where nothing was trained)."""
 
     method: str
     family: str
@@ -29,6 +31,8 @@ class Summary:
     mean: dict[str, float]
     std: dict[str, float]
     wall_s: float
+    ci: dict[str, float] = field(default_factory=dict)
+    lr: float | None = None
 
 
 def aggregate(rows: Sequence[Row]) -> list[Summary]:
@@ -56,6 +60,8 @@ def aggregate(rows: Sequence[Row]) -> list[Summary]:
                 mean={m: float(v.mean()) for m, v in values.items()},
                 std={m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
                 wall_s=float(np.mean([r.wall_s for r in group])),
+                ci={m: t_interval(v) for m, v in values.items()},
+                lr=group[0].lr,
             )
         )
     return out
@@ -67,20 +73,23 @@ def write_rows_csv(rows: Sequence[Row], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["task", "method", "family", "impl", "adapter_params", "head_params", "seed",
-                    *metrics, "wall_s"])
+                    *metrics, "wall_s", "lr", "split"])
         for r in rows:
             w.writerow([r.task, r.method, r.family, r.impl, r.adapter_params, r.head_params,
-                        r.seed, *(f"{r.metrics[m]:.6g}" for m in metrics), f"{r.wall_s:.2f}"])
+                        r.seed, *(f"{r.metrics[m]:.6g}" for m in metrics), f"{r.wall_s:.2f}",
+                        "" if r.lr is None else f"{r.lr:.6g}", r.split])
 
 
 def read_rows_csv(path: Path) -> list[Row]:
-    """Per-seed results written by :func:`write_rows_csv` (to re-plot or re-tabulate)."""
-    fixed = {"task", "method", "family", "impl", "adapter_params", "head_params", "seed", "wall_s"}
+    """Per-seed results written by :func:`write_rows_csv` (to re-plot or re-tabulate; files
+    without the ``lr``/``split`` columns read as untuned test runs)."""
+    fixed = {"task", "method", "family", "impl", "adapter_params", "head_params", "seed", "wall_s", "lr", "split"}
     with Path(path).open() as f:
         return [
             Row(r["task"], r["method"], r["family"], r["impl"], int(r["adapter_params"]),
                 int(r["head_params"]), int(r["seed"]),
-                {k: float(v) for k, v in r.items() if k not in fixed}, float(r["wall_s"]))
+                {k: float(v) for k, v in r.items() if k not in fixed}, float(r["wall_s"]),
+                float(r["lr"]) if r.get("lr") else None, r.get("split") or "test")
             for r in csv.DictReader(f)
         ]
 
@@ -91,28 +100,32 @@ def write_summary_csv(summaries: Sequence[Summary], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "family", "impl", "adapter_params", "head_params", "seeds",
-                    *(f"{m}_{s}" for m in metrics for s in ("mean", "std")), "wall_s"])
+                    *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")), "wall_s", "lr"])
         for s in summaries:
-            vals = [f"{v:.6g}" for m in metrics for v in (s.mean[m], s.std[m])]
+            vals = [f"{v:.6g}" for m in metrics for v in (s.mean[m], s.std[m], s.ci.get(m, 0.0))]
             w.writerow([s.method, s.family, s.impl, s.adapter_params, s.head_params, s.seeds,
-                        *vals, f"{s.wall_s:.2f}"])
+                        *vals, f"{s.wall_s:.2f}", "" if s.lr is None else f"{s.lr:.6g}"])
 
 
 def markdown_table(summaries: Sequence[Summary], percent: Sequence[str] = ()) -> str:
-    """A Markdown table; metrics named in ``percent`` are shown as percentages."""
+    """A Markdown table (mean ± 95% t-interval half-width); metrics named in ``percent`` are shown
+    as percentages."""
     metrics = list(summaries[0].mean) if summaries else []
     head = ["method", "family", "adapter params", "head params", "seeds",
-            *(f"{m} (mean ± std)" for m in metrics), "wall s/run"]
+            *(f"{m} (mean ± 95% CI)" for m in metrics), "lr", "wall s/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
         cells = []
         for m in metrics:
+            ci = s.ci.get(m, 0.0)
+            spread = s.seeds > 1  # one seed has no interval: the mean alone
             if m in percent:
-                cells.append(f"{100 * s.mean[m]:.1f} ± {100 * s.std[m]:.1f}")
+                cells.append(f"{100 * s.mean[m]:.1f}" + (f" ± {100 * ci:.1f}" if spread else ""))
             else:
-                cells.append(f"{s.mean[m]:.3g} ± {s.std[m]:.2g}")
+                cells.append(f"{s.mean[m]:.3g}" + (f" ± {ci:.2g}" if spread else ""))
+        lr = "-" if s.lr is None else f"{s.lr:.3g}"
         lines.append("| " + " | ".join([s.method, s.family, f"{s.adapter_params:,}",
-                                         f"{s.head_params:,}", str(s.seeds), *cells,
+                                         f"{s.head_params:,}", str(s.seeds), *cells, lr,
                                          f"{s.wall_s:.1f}"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -178,6 +191,7 @@ METRIC_LABELS = {
     "accuracy": "accuracy on held-out data",
     "target_share": "share of samples judged a 5-9 digit",
     "fd": "Frechet distance to real 5-9 digits (lower is better)",
+    "loss": "held-out denoising loss (lower is better)",
 }
 #: Okabe-Ito colours (colour-blind safe) and a marker per family; "+ fastfood" variants share
 #: their base family's colour with a dashed line and hollow markers
@@ -191,6 +205,7 @@ FAMILY_STYLES = {
     "LoTR": ("#0072B2", ">"),
     "full FT": ("#999999", "*"),
     "baseline": ("#7F6000", "P"),
+    "random subspace": ("#882255", "x"),
 }
 EXTRA_STYLES = (("#E69F00", "h"), ("#56B4E9", "p"), ("#009E73", "H"), ("#D55E00", "d"), ("#CC79A7", "8"))
 
@@ -208,6 +223,8 @@ def family_style(family: str, index: int = 0) -> dict[str, object]:
         style.update(linestyle="--", markerfacecolor="white")
     if "shuffled" in family:
         style.update(marker="X")
+    if family == "random subspace":
+        style.update(linestyle=":")
     return style
 
 
@@ -354,3 +371,225 @@ def equal_quality_markdown(rows: Sequence[EqualQuality], metric: str) -> str:
               for r in inside]
     outside = len(rows) - len(inside)
     return "\n".join(lines) + f"\n\n{outside} settings lie outside LoRA's range (not compared).\n"
+
+
+def tuning_markdown(records: Sequence[TuningRecord], higher_is_better: bool = True, percent: bool = True) -> str:
+    """Per method: the rates searched with their validation means, and the chosen rate (bold).
+
+    A chosen rate still on the edge of its grid after the allowed widenings is marked "(edge)".
+    """
+    if not records:
+        return "(no tuning records)\n"
+    lines = ["| method | params | chosen lr | validation (mean of seeds) | rates searched: validation |",
+             "|---|---:|---:|---:|---|"]
+    params = {r.method: r.adapter_params for r in records}
+    def shown(x: float) -> str:
+        return f"{100 * x:.1f}" if percent else f"{x:.4g}"
+
+    for method, c in choices(records, higher_is_better).items():
+        scores = scores_by_rate(records, method)
+        cells = ", ".join(
+            (f"**{lr:.3g}: {shown(float(np.mean(v)))}**" if lr == c.lr else f"{lr:.3g}: {shown(float(np.mean(v)))}")
+            for lr, v in sorted(scores.items()))
+        mark = "" if c.settled else " (edge)"
+        lines.append(f"| {method} | {params[method]:,} | {c.lr:.3g}{mark} | {shown(c.validation)} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+#: bootstrap resamples of the reported intervals (tests lower it)
+BOOTSTRAP_DRAWS = 2000
+
+#: the curve reading of :func:`lora_params_for` applies to any family's curve (the random subspace)
+params_for = lora_params_for
+
+
+def family_curve(summaries: Sequence[Summary], family: str, metric: str) -> list[tuple[int, float]]:
+    """(adapter params, mean metric) of every row of one family."""
+    return [(s.adapter_params, s.mean[metric]) for s in summaries if s.family == family and s.adapter_params > 0]
+
+
+def _one(summaries: Sequence[Summary], pred: object) -> Summary | None:
+    found = [s for s in summaries if pred(s)]  # type: ignore[operator]
+    return found[0] if found else None
+
+
+def d90(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True, share: float = 0.9,
+        subspace: str = "random subspace") -> float | None:
+    """Smallest random-subspace dimension reaching ``share`` of full fine-tuning's gain over
+    zero-shot (log-interpolated along the random-subspace curve; None outside its range).
+
+    >>> rows = [Row("t", "zero-shot", "baseline", "x", 0, 0, 0, {"a": 0.1}, 0.0),
+    ...         Row("t", "full FT (adapted W)", "full FT", "x", 1000, 0, 0, {"a": 1.0}, 0.0),
+    ...         Row("t", "rs 10", "random subspace", "x", 10, 0, 0, {"a": 0.5}, 0.0),
+    ...         Row("t", "rs 100", "random subspace", "x", 100, 0, 0, {"a": 0.95}, 0.0)]
+    >>> round(d90(aggregate(rows), "a"))  # 0.91 = 0.1 + 0.9 * 0.9: 10 ** (1 + 0.41 / 0.45)
+    81
+    """
+    zero = _one(summaries, lambda s: s.method == "zero-shot")
+    full = _one(summaries, lambda s: s.family == "full FT")
+    if zero is None or full is None:
+        return None
+    target = zero.mean[metric] + share * (full.mean[metric] - zero.mean[metric])
+    return params_for(family_curve(summaries, subspace, metric), target, higher_is_better)
+
+
+@dataclass
+class Equivalent:
+    """A SuperLoRA setting against the random-subspace curve: the dimension d at which a random
+    subspace reaches the setting's mean (None outside the measured curve)."""
+
+    method: str
+    params: int
+    value: float
+    random_dims: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        """Equivalent random dimensions per trainable parameter of the setting."""
+        return None if self.random_dims is None else self.random_dims / self.params
+
+
+#: families compared with the random subspace (LoRA and its relatives, every SuperLoRA setting)
+COMPARED_FAMILIES = ("SuperLoRA", "LoRA", "LoKr", "LoNKr", "LoTR")
+
+
+def equivalent_dims(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True,
+                    subspace: str = "random subspace") -> list[Equivalent]:
+    """The equivalent random dimensions (see :class:`Equivalent`) of every LoRA-family and
+    SuperLoRA-family row."""
+    curve = family_curve(summaries, subspace, metric)
+    return [Equivalent(s.method, s.adapter_params, s.mean[metric], params_for(curve, s.mean[metric], higher_is_better))
+            for s in summaries if s.family.startswith(COMPARED_FAMILIES) and s.adapter_params > 0]
+
+
+def outside_curve(curve: Sequence[tuple[int, float]], value: float, higher_is_better: bool = True) -> str:
+    """Where a value lies off a measured curve: ``"< d_min"`` below its first point, ``"> d_max"``
+    above its best, ``""`` inside."""
+    if not curve:
+        return ""
+    sign = 1.0 if higher_is_better else -1.0
+    points = sorted(curve)
+    if sign * value < sign * points[0][1]:
+        return f"< {points[0][0]:,}"
+    if all(sign * value > sign * v for _, v in points):
+        return f"> {points[-1][0]:,}"
+    return ""
+
+
+def resample(rows: Sequence[Row], rng: np.random.Generator) -> list[Row]:
+    """A bootstrap resample: every method's seeds drawn with replacement (same count)."""
+    by_method: dict[str, list[Row]] = {}
+    for r in rows:
+        by_method.setdefault(r.method, []).append(r)
+    out: list[Row] = []
+    for group in by_method.values():
+        out += [group[i] for i in rng.integers(0, len(group), len(group))]
+    return out
+
+
+@dataclass
+class Interval:
+    """A statistic on the seed means and its percentile bootstrap interval over seed resamples.
+
+    ``defined``: share of resamples where the statistic exists (e.g. some setting reaches LoRA);
+    ``low``/``high`` are taken over those resamples only.
+    """
+
+    value: float | None
+    low: float | None
+    high: float | None
+    defined: float
+
+    def text(self, fmt: str = "{:.1f}", unit: str = "") -> str:
+        """``value [low, high]`` (and the share defined when below 1)."""
+        if self.value is None:
+            return "-"
+        out = f"{fmt.format(self.value)}{unit}"
+        if self.low is not None and self.high is not None:
+            out += f" [{fmt.format(self.low)}, {fmt.format(self.high)}]"
+        if self.defined < 0.995:
+            out += f" (defined in {100 * self.defined:.0f}% of resamples)"
+        return out
+
+
+def bootstrap(rows: Sequence[Row], statistic: object, n: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+    """``statistic(summaries) -> float | None`` on the seed means, with a percentile bootstrap
+    interval: each method's seeds resampled with replacement ``n`` times (with 3 seeds an interval
+    of this kind is narrower than the truth; it shows which statements survive seed noise at all).
+    """
+    value = statistic(aggregate(rows))  # type: ignore[operator]
+    rng = np.random.default_rng(seed)
+    draws = [statistic(aggregate(resample(rows, rng))) for _ in range(n)]  # type: ignore[operator]
+    got = np.array([d for d in draws if d is not None], dtype=float)
+    if not len(got):
+        return Interval(value, None, None, 0.0)
+    lo, hi = np.percentile(got, [50 * (1 - level), 50 * (1 + level)])
+    return Interval(value, float(lo), float(hi), len(got) / n)
+
+
+def first_reaching_factor(lora: str, metric: str, higher_is_better: bool = True) -> object:
+    """The statistic: ``lora``'s params / params of the smallest SuperLoRA setting reaching it."""
+
+    def stat(summaries: Sequence[Summary]) -> float | None:
+        for e in efficiency(summaries, metric, higher_is_better):
+            if e.lora == lora:
+                return e.factor
+        return None
+
+    return stat
+
+
+def curve_factor(method: str, metric: str, higher_is_better: bool = True) -> object:
+    """The statistic: LoRA params for ``method``'s mean (LoRA's curve) / ``method``'s params."""
+
+    def stat(summaries: Sequence[Summary]) -> float | None:
+        for e in equal_quality(summaries, metric, higher_is_better):
+            if e.method == method:
+                return e.factor
+        return None
+
+    return stat
+
+
+def efficiency_intervals_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool = True,
+                                  n: int | None = None) -> str:
+    """Both efficiency factors with bootstrap intervals: the first-reaching factor per LoRA rank
+    and the factor against LoRA's curve per SuperLoRA setting."""
+    n = n or BOOTSTRAP_DRAWS
+    summaries = aggregate(rows)
+    lines = [f"| LoRA | first-reaching factor [95% bootstrap] on {metric} |", "|---|---|"]
+    for e in efficiency(summaries, metric, higher_is_better):
+        iv = bootstrap(rows, first_reaching_factor(e.lora, metric, higher_is_better), n)
+        reached = f"{e.superlora} ({e.superlora_params:,} params)" if e.superlora else "none reaches it"
+        lines.append(f"| {e.lora} | {iv.text(unit='x')}; {reached} |")
+    lines += ["", f"| SuperLoRA setting | params | factor against LoRA's curve [95% bootstrap] on {metric} |",
+              "|---|---:|---|"]
+    for q in equal_quality(summaries, metric, higher_is_better):
+        iv = bootstrap(rows, curve_factor(q.method, metric, higher_is_better), n)
+        if iv.value is None and iv.defined == 0:
+            continue
+        lines.append(f"| {q.method} | {q.params:,} | {iv.text(unit='x')} |")
+    return "\n".join(lines) + "\n"
+
+
+def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool = True, n: int | None = None) -> str:
+    """d90 and every SuperLoRA setting's equivalent random dimensions, with bootstrap intervals."""
+    n = n or BOOTSTRAP_DRAWS
+    summaries = aggregate(rows)
+    if not family_curve(summaries, "random subspace", metric):
+        return "(no random-subspace rows in this run)\n"
+    iv = bootstrap(rows, lambda s: d90(s, metric, higher_is_better), n)
+    lines = [f"d90 (smallest random-subspace dimension reaching 90% of full fine-tuning's gain over "
+             f"zero-shot): **{iv.text(fmt='{:,.0f}')}**", "",
+             "| setting | params | mean | equivalent random dimensions [95% bootstrap] | per parameter |",
+             "|---|---:|---:|---|---:|"]
+    curve = family_curve(summaries, "random subspace", metric)
+    for e in equivalent_dims(summaries, metric, higher_is_better):
+        def stat(s: Sequence[Summary], name: str = e.method) -> float | None:
+            return next((q.random_dims for q in equivalent_dims(s, metric, higher_is_better) if q.method == name), None)
+
+        eq = bootstrap(rows, stat, n)
+        ratio = "-" if e.ratio is None else f"{e.ratio:.2g}x"
+        shown = eq.text(fmt="{:,.0f}") if e.random_dims is not None else outside_curve(curve, e.value, higher_is_better)
+        lines.append(f"| {e.method} | {e.params:,} | {e.value:.3g} | {shown} | {ratio} |")
+    return "\n".join(lines) + "\n"
