@@ -16,7 +16,7 @@ independent of the contraction path.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..backends import backend_for
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from ..network import GroupNetwork
     from ..structures import FactorSpec
 
-__all__ = ["Targets", "Variant", "fold_to_vector", "group_vectors_to_targets", "place_folds"]
+__all__ = ["Targets", "Variant", "fold_to_vector", "group_natives", "group_vectors_to_targets", "place_folds",
+           "place_group_tensors"]
 
 #: What the builders take: name -> weight shape, or (name, shape) pairs.
 Targets = Mapping[str, Sequence[int]] | Sequence[tuple[str, Sequence[int]]]
@@ -124,6 +125,17 @@ def check_scale(key: Any, given: Any, expected: float) -> None:
         raise SpecError(f"native[{key!r}].scale", given, f"{expected} (this spec's alpha / r); build the spec with that alpha")
 
 
+def group_natives(spec: SuperLoRA, native: Mapping[Any, Any], fields: tuple[str, ...]) -> Iterator[tuple[GroupNetwork, tuple]]:
+    """Per group, its native tuple ``(*fields, scale)`` without the scale, which is checked against the
+    spec's (the group-keyed variants' ``from_native``); SpecError for a tuple of another length."""
+    for g in spec.groups:
+        item = tuple(native[g.index])
+        if len(item) != len(fields) + 1:
+            raise SpecError(f"native[{g.index}]", f"{len(item)} values", f"({', '.join(fields)}, scale)")
+        check_scale(g.index, item[-1], spec.scale_factor)
+        yield g, item[:-1]
+
+
 # ---------------------------------------------------------------------- placement (docs/semantics.md)
 def group_vectors_to_targets(spec: SuperLoRA, vectors: Mapping[int, Any], backend: Any) -> dict[str, Any]:
     """Place each group's n entries (C order) onto the targets' row-major entries, as (out, in) matrices."""
@@ -151,6 +163,13 @@ def place_folds(spec: SuperLoRA, folds: Mapping[int, Any], backend: Any) -> dict
     """Each group's generated tensor cut, placed on its targets, times each target's own scale."""
     vectors = {g.index: fold_to_vector(g, folds[g.index]) for g in spec.groups}
     return {t: m * extra(spec, t) for t, m in group_vectors_to_targets(spec, vectors, backend).items()}
+
+
+def place_group_tensors(spec: SuperLoRA, native: Mapping[Any, tuple], backend: Any, to_tensor: Callable[..., Any]) -> dict[str, Any]:
+    """The reference of a group-keyed variant: ``to_tensor(*parts) * scale`` for each group's native
+    ``(*parts, scale)``, placed on its targets (``place_folds``)."""
+    folds = {g.index: to_tensor(*native[g.index][:-1]) * native[g.index][-1] for g in spec.groups}
+    return place_folds(spec, folds, backend)
 
 
 # ---------------------------------------------------------------------- structural predicates

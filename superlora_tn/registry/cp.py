@@ -15,7 +15,7 @@ from .. import reference as ref
 from ..errors import SpecError
 from ..facade import SuperLoRA
 from ..validate import as_positive_int
-from .base import Targets, Variant, check_scale, param, place_folds, single
+from .base import Targets, Variant, group_natives, param, place_group_tensors, single
 from .lorta import put_factor_matrices
 
 __all__ = ["CP", "cp"]
@@ -49,18 +49,12 @@ class CPVariant(Variant):
 
     def from_native(self, spec: SuperLoRA, native: Mapping[Any, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for g in spec.groups:
-            factors, scale = tuple(native[g.index])
-            check_scale(g.index, scale, spec.scale_factor)
+        for g, (factors,) in group_natives(spec, native, ("factors",)):
             put_factor_matrices(out, g, factors)
         return out
 
     def reference(self, spec: SuperLoRA, native: Mapping[Any, tuple], backend: Any) -> dict[str, Any]:
-        folds = {}
-        for g in spec.groups:
-            factors, scale = native[g.index]
-            folds[g.index] = ref.cp_to_tensor(factors) * scale
-        return place_folds(spec, folds, backend)
+        return place_group_tensors(spec, native, backend, ref.cp_to_tensor)
 
 
 CP = CPVariant()

@@ -18,8 +18,8 @@ from ..validate import as_positive_int
 from .base import (
     Targets,
     Variant,
-    check_scale,
     factor_native,
+    group_natives,
     kron_pairs,
     matrix_factor_count,
     place_folds,
@@ -61,9 +61,7 @@ class LoNKr(Variant):
 
     def from_native(self, spec: SuperLoRA, native: Mapping[Any, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for g in spec.groups:
-            factors, scale = tuple(native[g.index])
-            check_scale(g.index, scale, spec.scale_factor)
+        for g, (factors,) in group_natives(spec, native, ("factors",)):
             for k, (_, x) in enumerate(zip(g.factors, factors)):
                 put_factor(out, g, k, x, f"native[{g.index}].factors[{k}]")
         return out

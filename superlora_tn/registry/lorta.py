@@ -17,7 +17,7 @@ from ..errors import SpecError
 from ..facade import SuperLoRA
 from ..structures import shape_check
 from ..validate import as_positive_int
-from .base import Targets, Variant, check_scale, param, place_folds, single
+from .base import Targets, Variant, group_natives, param, place_group_tensors, single
 
 __all__ = ["LORTA", "lorta"]
 
@@ -70,19 +70,13 @@ class LoRTA(Variant):
 
     def from_native(self, spec: SuperLoRA, native: Mapping[Any, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for g in spec.groups:
-            core, factors, scale = tuple(native[g.index])
+        for g, (core, factors) in group_natives(spec, native, ("core", "factors")):
             out[g.param_name(0, "core")] = core
-            check_scale(g.index, scale, spec.scale_factor)
             put_factor_matrices(out, g, factors)
         return out
 
     def reference(self, spec: SuperLoRA, native: Mapping[Any, tuple], backend: Any) -> dict[str, Any]:
-        folds = {}
-        for g in spec.groups:
-            core, factors, scale = native[g.index]
-            folds[g.index] = ref.tucker_to_tensor(core, factors) * scale
-        return place_folds(spec, folds, backend)
+        return place_group_tensors(spec, native, backend, ref.tucker_to_tensor)
 
 
 LORTA = LoRTA()

@@ -20,7 +20,7 @@ from ..facade import SuperLoRA
 from ..structures import shape_check
 from ..targets import normalize_targets
 from ..validate import as_positive_int
-from .base import Targets, Variant, array_backend, check_scale, extra, param, single, stacked
+from .base import Targets, Variant, array_backend, extra, group_natives, param, single, stacked
 
 __all__ = ["LOTR", "lotr"]
 
@@ -76,9 +76,7 @@ class LoTR(Variant):
 
     def from_native(self, spec: SuperLoRA, native: Mapping[Any, Any]) -> dict[str, Any]:
         out = {}
-        for g in spec.groups:
-            U, cores, V, scale = tuple(native[g.index])
-            check_scale(g.index, scale, spec.scale_factor)
+        for g, (U, cores, V) in group_natives(spec, native, ("U", "cores", "V")):
             f = g.factors[0]
             if f.structure != "tucker" or 0 not in f.identity_modes:
                 raise SpecError("identity_modes", f.identity_modes, "(0,) with a tucker structure (the LoTR spec of variants.lotr)")

@@ -17,7 +17,7 @@ from .. import reference as ref
 from ..errors import SpecError
 from ..facade import SuperLoRA
 from ..validate import as_positive_int
-from .base import Targets, Variant, check_scale, getter, place_folds, single
+from .base import Targets, Variant, getter, group_natives, place_group_tensors, single
 
 __all__ = ["TT", "tt"]
 
@@ -61,20 +61,14 @@ class TensorTrain(Variant):
 
     def from_native(self, spec: SuperLoRA, native: Mapping[Any, Any]) -> dict[str, Any]:
         out = {}
-        for g in spec.groups:
-            cores, scale = tuple(native[g.index])
-            check_scale(g.index, scale, spec.scale_factor)
+        for g, (cores,) in group_natives(spec, native, ("cores",)):
             f = g.factors[0]
             for local, x in f.kind.from_cores(f, cores, f"native[{g.index}].cores").items():
                 out[g.param_name(0, local)] = x
         return out
 
     def reference(self, spec: SuperLoRA, native: Mapping[Any, tuple], backend: Any) -> dict[str, Any]:
-        folds = {}
-        for g in spec.groups:
-            cores, scale = native[g.index]
-            folds[g.index] = ref.tt_to_tensor(cores) * scale
-        return place_folds(spec, folds, backend)
+        return place_group_tensors(spec, native, backend, ref.tt_to_tensor)
 
 
 TT = TensorTrain()
