@@ -24,8 +24,11 @@ import opt_einsum
 from .network import GroupNetwork
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .backends import Backend
     from .spec import SpecValue
+    from .targets import Target
 
 __all__ = ["Batch", "BatchLayout", "Plan", "expression"]
 
@@ -109,12 +112,12 @@ class BatchLayout:
     consecutive: bool
 
     @classmethod
-    def of(cls, batch: Batch, spec: SpecValue) -> BatchLayout:
+    def of(cls, batch: Batch, by_name: Mapping[str, Target]) -> BatchLayout:
+        """The layout of ``batch``; ``by_name``: the spec's targets by name."""
         t = batch.template
         names = tuple(tuple(g.tensors[i].name for g in batch.groups) for i in range(len(t.tensors)))
         cut = tuple(slice(0, n) for n in t.fold) if t.kron_shape != t.fold else None
         trunc = t.generated if math.prod(t.fold) != t.generated else None
-        by_name = {x.name: x for x in spec.targets}
         whole = all(len(g.segments) == 1 and g.segments[0].size == g.size == by_name[g.segments[0].target].size
                     for g in batch.groups)
         plain = cut is None and t.projection is None and whole
@@ -142,7 +145,8 @@ class Plan:
             by_key.setdefault(g.structure_key, []).append(g)
         self.batches = tuple(Batch(tuple(gs)) for gs in by_key.values())
         #: per batch, how its result becomes dW (one computation, read by every executor)
-        self.layouts = tuple(BatchLayout.of(b, spec) for b in self.batches)
+        by_name = {t.name: t for t in spec.targets}
+        self.layouts = tuple(BatchLayout.of(b, by_name) for b in self.batches)
         #: every target is one group's whole output and nothing is shuffled: the runner's case
         self.plain = spec.config.shuffle is None and all(lay.plain for lay in self.layouts)
         self.pieces = self._target_pieces()

@@ -37,8 +37,14 @@ BLAS_MIN_OUTPUT = 1 << 16  # ... and at least this many output entries run on Nu
 MMAP_THRESHOLD = 32 << 20  # glibc's largest dynamic mmap threshold (bytes)
 
 
+@cache
+def _np_dtypes(torch: Any) -> dict[Any, Any]:
+    return {torch.float32: np.float32, torch.float64: np.float64}
+
+
 def _np_dtype(torch: Any, dtype: Any) -> Any:
-    return {torch.float32: np.float32, torch.float64: np.float64}.get(dtype)
+    """The NumPy dtype of a float32/float64 torch dtype, else None (checked on every GEMM: no dict built per call)."""
+    return _np_dtypes(torch).get(dtype)
 
 
 def numpy_view_ok(torch: Any, x: Any) -> bool:
