@@ -157,13 +157,11 @@ def _spec_file(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     return kwargs, (dict(targets) if isinstance(targets, dict) else None)
 
 
-_DEFAULT_STRUCTURES = ("lora", "tucker")  # what structure=None resolves to (2 modes / more)
-
-
 def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") -> Any:
     """The SuperLoRA described by the target and spec flags (flags win over --spec)."""
     from .facade import SuperLoRA
     from .spec import SPEC_ARGUMENTS
+    from .structures import DEFAULT_STRUCTURES
 
     kwargs: dict[str, Any] = {}
     file_targets = None
@@ -184,7 +182,7 @@ def load_spec(args: argparse.Namespace, default_preset: str | None = "vit-b16") 
         kwargs["rank"] = _parse_rank(args.rank)
     if args.structure is not None:
         kwargs["structure"] = args.structure.split(",") if "," in args.structure else args.structure
-    elif file_targets is not None and kwargs.get("structure") in _DEFAULT_STRUCTURES \
+    elif file_targets is not None and kwargs.get("structure") in DEFAULT_STRUCTURES \
             and (args.fold is not None or args.order is not None or targets is not file_targets):
         # a saved spec stores its resolved default structure (lora for 2 modes, tucker above):
         # a new fold, order or set of targets chooses again, as when the spec was first built

@@ -44,7 +44,7 @@ from .network import GroupNetwork
 from .plan import Plan
 from .projection import Projection
 from .serialize import read_spec_dict, spec_to_dict
-from .structures import FactorSpec, structure_named
+from .structures import FactorSpec, default_structure, structure_named
 from .targets import Target, normalize_targets
 
 if TYPE_CHECKING:
@@ -269,7 +269,7 @@ class SpecValue:
         c, M, K = self.config, len(shape), self.config.splits
         structure = _per_factor("structure", c.structure, K, k)
         if structure is None:
-            structure = "lora" if M == 2 else "tucker"
+            structure = default_structure(M)
         kind = structure_named(structure)  # the structure's own rules: structures.STRUCTURE_REGISTRY
         if not kind.ranked:
             return FactorSpec(structure, shape, ())
@@ -347,7 +347,7 @@ def _default_resolved(current: SpecConfig, guess: SpecConfig, built: tuple[Group
     orders = {len(f.shape) for g in built for f in g.factors}
     if guess.rank != current.rank or current.structure is not None or len(orders) != 1:
         return False
-    return guess == dataclasses.replace(current, structure="lora" if orders.pop() == 2 else "tucker")
+    return guess == dataclasses.replace(current, structure=default_structure(orders.pop()))
 
 
 def _set(spec: SpecValue, **values: Any) -> None:

@@ -36,7 +36,8 @@ from . import reference as ref
 from .errors import SpecError
 from .validate import is_integer, is_positive_int
 
-__all__ = ["STRUCTURES", "STRUCTURE_REGISTRY", "FactorSpec", "Structure", "register_structure", "structure_named"]
+__all__ = ["DEFAULT_STRUCTURES", "STRUCTURES", "STRUCTURE_REGISTRY", "FactorSpec", "Structure", "default_structure",
+           "register_structure", "structure_named"]
 
 #: Gets one parameter of the factor by its local name ("core", "A0", ...).
 Getter = Callable[[str], Any]
@@ -373,6 +374,19 @@ STRUCTURE_REGISTRY: dict[str, Structure] = {s.name: s for s in (Tucker(), CP(), 
 
 #: The built-in structure names.
 STRUCTURES: tuple[str, ...] = tuple(STRUCTURE_REGISTRY)
+
+
+#: what ``structure=None`` resolves to: ``default_structure(order)`` for 2 modes, then for more
+DEFAULT_STRUCTURES: tuple[str, str] = ("lora", "tucker")
+
+
+def default_structure(order: int) -> str:
+    """The structure a factor of ``order`` modes gets when none is named: lora for 2, tucker above.
+
+    >>> default_structure(2), default_structure(3)
+    ('lora', 'tucker')
+    """
+    return DEFAULT_STRUCTURES[0] if order == 2 else DEFAULT_STRUCTURES[1]
 
 
 def register_structure(structure: Structure) -> Structure:
