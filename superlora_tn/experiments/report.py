@@ -414,9 +414,12 @@ def _one(summaries: Sequence[Summary], pred: object) -> Summary | None:
 
 
 def d90(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True, share: float = 0.9,
-        subspace: str = "random subspace") -> float | None:
+        subspace: str = "random subspace", baseline: str = "zero-shot") -> float | None:
     """Smallest random-subspace dimension reaching ``share`` of full fine-tuning's gain over
-    zero-shot (log-interpolated along the random-subspace curve; None outside its range).
+    ``baseline`` (log-interpolated along the random-subspace curve; None outside its range).
+
+    The baseline is the row without any weight update that every adapted row builds on:
+    zero-shot, or "head only" where every method trains a new head.
 
     >>> rows = [Row("t", "zero-shot", "baseline", "x", 0, 0, 0, {"a": 0.1}, 0.0),
     ...         Row("t", "full FT (adapted W)", "full FT", "x", 1000, 0, 0, {"a": 1.0}, 0.0),
@@ -425,7 +428,7 @@ def d90(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True
     >>> round(d90(aggregate(rows), "a"))  # 0.91 = 0.1 + 0.9 * 0.9: 10 ** (1 + 0.41 / 0.45)
     81
     """
-    zero = _one(summaries, lambda s: s.method == "zero-shot")
+    zero = _one(summaries, lambda s: s.method == baseline)
     full = _one(summaries, lambda s: s.family == "full FT")
     if zero is None or full is None:
         return None
@@ -572,15 +575,17 @@ def efficiency_intervals_markdown(rows: Sequence[Row], metric: str, higher_is_be
     return "\n".join(lines) + "\n"
 
 
-def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool = True, n: int | None = None) -> str:
-    """d90 and every SuperLoRA setting's equivalent random dimensions, with bootstrap intervals."""
+def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool = True, n: int | None = None,
+                      baseline: str = "zero-shot") -> str:
+    """d90 (gain over ``baseline``) and every SuperLoRA setting's equivalent random dimensions,
+    with bootstrap intervals."""
     n = n or BOOTSTRAP_DRAWS
     summaries = aggregate(rows)
     if not family_curve(summaries, "random subspace", metric):
         return "(no random-subspace rows in this run)\n"
-    iv = bootstrap(rows, lambda s: d90(s, metric, higher_is_better), n)
+    iv = bootstrap(rows, lambda s: d90(s, metric, higher_is_better, baseline=baseline), n)
     lines = [f"d90 (smallest random-subspace dimension reaching 90% of full fine-tuning's gain over "
-             f"zero-shot): **{iv.text(fmt='{:,.0f}')}**", "",
+             f"{baseline}): **{iv.text(fmt='{:,.0f}')}**", "",
              "| setting | params | mean | equivalent random dimensions [95% bootstrap] | per parameter |",
              "|---|---:|---:|---|---:|"]
     curve = family_curve(summaries, "random subspace", metric)
