@@ -15,6 +15,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 pytest.importorskip("scipy")
 
+from experiment_helpers import count_scoring  # noqa: E402
+
 from superlora_tn.experiments import GAIN_BASELINES, TASK_METRICS, protocol, report  # noqa: E402
 from superlora_tn.experiments._common import Row  # noqa: E402
 from superlora_tn.experiments.methods import (  # noqa: E402
@@ -134,24 +136,7 @@ def test_minilm_tuning_scores_on_validation_only(tmp_path, monkeypatch):
     pytest.importorskip("vaderSentiment")
     from superlora_tn.experiments import minilm, run
 
-    calls = {"test": 0, "val": 0}
-    make = minilm.make_task
-
-    def counting(quick=False, budget=None):
-        task = make(quick=quick, budget=budget)
-        ev, va = task.evaluate, task.validate
-
-        def evaluate(model, seed):
-            calls["test"] += 1
-            return ev(model, seed)
-
-        def validate(model, seed):
-            calls["val"] += 1
-            return va(model, seed)
-
-        return dataclasses.replace(task, evaluate=evaluate, validate=validate)
-
-    monkeypatch.setattr(minilm, "make_task", counting)
+    calls = count_scoring(monkeypatch, minilm)
     method = "SuperLoRA 5-D G=1 r=1 ff=3^5"
     run("minilm", out_dir=tmp_path, methods=[method], seeds=[0], budget=minilm.MiniLMBudget(steps=2),
         show_progress=False, jobs=1, threads=1, tune=True)

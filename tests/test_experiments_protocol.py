@@ -15,6 +15,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 pytest.importorskip("scipy")
 
+from experiment_helpers import count_scoring  # noqa: E402
+
 from superlora_tn.experiments import protocol, report  # noqa: E402
 from superlora_tn.experiments._common import Row  # noqa: E402
 from superlora_tn.experiments.methods import TargetInfo, build_generator, by_name, random_subspace, select  # noqa: E402
@@ -242,24 +244,7 @@ def test_tuning_never_scores_on_the_test_split(tmp_path, monkeypatch):
     only called by the final runs."""
     from superlora_tn.experiments import digits, run
 
-    calls = {"test": 0, "val": 0}
-    make = digits.make_task
-
-    def counting(quick=False, budget=None):
-        task = make(quick=quick, budget=budget)
-        ev, va = task.evaluate, task.validate
-
-        def evaluate(model, seed):
-            calls["test"] += 1
-            return ev(model, seed)
-
-        def validate(model, seed):
-            calls["val"] += 1
-            return va(model, seed)
-
-        return dataclasses.replace(task, evaluate=evaluate, validate=validate)
-
-    monkeypatch.setattr(digits, "make_task", counting)
+    calls = count_scoring(monkeypatch, digits)
     budget = digits.DigitsBudget(pretrain_steps=5, steps=3, batch_size=16)
     run("digits", out_dir=tmp_path, methods=["zero-shot", "LoRA r=1"], seeds=[0], budget=budget,
         show_progress=False, jobs=1, threads=1, tune=True)
