@@ -144,3 +144,27 @@ def test_minilm_tuning_scores_on_validation_only(tmp_path, monkeypatch):
     assert calls["val"] == len(records) >= 10 and calls["test"] == 1
     rows = report.read_rows_csv(tmp_path / "minilm_runs.csv")
     assert [(r.adapter_params, r.lr) for r in rows] == [(16, protocol.choices(records)[method].lr)]
+
+
+def test_a_parameter_with_its_own_rate_trains_at_that_rate():
+    """``train_loop(own_lr=...)``: a head at rate 0 stays put while the adapter trains; an own
+    rate naming no trainable parameter is refused."""
+    from superlora_tn.experiments._adapter import AdaptedModel
+    from superlora_tn.experiments._common import train_loop
+
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.Linear(6, 2))
+    gen = build_generator(by_name("LoRA r=1"), TargetInfo(OrderedDict([("0", (6, 6))]), 1, {"all": ["0"]}), seed=0)
+    model = AdaptedModel(base, gen, trainable=["1.weight", "1.bias"])
+    head = model.copies["1__weight"].detach().clone()
+    adapter = [p.detach().clone() for p in gen.parameters()]
+    x, y = torch.randn(32, 6), torch.randint(0, 2, (32,))
+
+    def loss(_):
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    train_loop(model, loss, iter(range(10)), 10, 0.05, own_lr={"copies.1__weight": 0.0})
+    assert torch.equal(model.copies["1__weight"].detach(), head)
+    assert any(not torch.equal(p.detach(), a) for p, a in zip(gen.parameters(), adapter))
+    with pytest.raises(ValueError, match="names no trainable parameter"):
+        train_loop(model, loss, iter(range(2)), 2, 0.05, own_lr={"copies.nothing": 0.1})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,17 +48,26 @@ def train_loop(
     lr: float,
     weight_decay: float = 0.0,
     label: str | None = None,
+    own_lr: Mapping[str, float] | None = None,
 ) -> float:
     """AdamW with a cosine learning-rate schedule over ``steps`` batches; returns the last loss.
 
     ``batch_iter`` yields whatever ``loss_fn`` takes (index tensors, for the simple tasks).
+    ``own_lr`` gives some parameters (by ``model.named_parameters()`` name) a rate of their own
+    instead of ``lr`` (a new head kept at its tuned rate while the adapter's rate is searched);
+    the schedule scales every rate alike.
     With a ``label`` (pretraining), a progress bar with an ETA is shown on stderr while
     :data:`SHOW_PROGRESS` is true.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params or steps == 0:
+    own_lr = dict(own_lr or {})
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if unknown := set(own_lr) - {n for n, _ in named}:
+        raise ValueError(f"own_lr names no trainable parameter: {sorted(unknown)}")
+    if not named or steps == 0:
         return float("nan")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    groups = [{"params": [p for n, p in named if n not in own_lr], "lr": lr}]
+    groups += [{"params": [p], "lr": own_lr[n]} for n, p in named if n in own_lr]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     model.train()
     loss = torch.tensor(float("nan"))
