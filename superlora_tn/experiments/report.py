@@ -428,12 +428,19 @@ def d90(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True
     >>> round(d90(aggregate(rows), "a"))  # 0.91 = 0.1 + 0.9 * 0.9: 10 ** (1 + 0.41 / 0.45)
     81
     """
+    target = gain_target(summaries, metric, share, baseline)
+    if target is None:
+        return None
+    return params_for(family_curve(summaries, subspace, metric), target, higher_is_better)
+
+
+def gain_target(summaries: Sequence[Summary], metric: str, share: float = 0.9, baseline: str = "zero-shot") -> float | None:
+    """``baseline``'s mean plus ``share`` of full fine-tuning's gain over it (None without both rows)."""
     zero = _one(summaries, lambda s: s.method == baseline)
     full = _one(summaries, lambda s: s.family == "full FT")
     if zero is None or full is None:
         return None
-    target = zero.mean[metric] + share * (full.mean[metric] - zero.mean[metric])
-    return params_for(family_curve(summaries, subspace, metric), target, higher_is_better)
+    return zero.mean[metric] + share * (full.mean[metric] - zero.mean[metric])
 
 
 @dataclass
@@ -584,11 +591,15 @@ def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool =
     if not family_curve(summaries, "random subspace", metric):
         return "(no random-subspace rows in this run)\n"
     iv = bootstrap(rows, lambda s: d90(s, metric, higher_is_better, baseline=baseline), n)
+    target = gain_target(summaries, metric, baseline=baseline)
+    curve = family_curve(summaries, "random subspace", metric)
+    shown = iv.text(fmt="{:,.0f}")
+    if iv.value is None and target is not None:  # say where the target lies off the measured curve
+        shown = f"{outside_curve(curve, target, higher_is_better)} (target {target:.3g} not reached)"
     lines = [f"d90 (smallest random-subspace dimension reaching 90% of full fine-tuning's gain over "
-             f"{baseline}): **{iv.text(fmt='{:,.0f}')}**", "",
+             f"{baseline}): **{shown}**", "",
              "| setting | params | mean | equivalent random dimensions [95% bootstrap] | per parameter |",
              "|---|---:|---:|---|---:|"]
-    curve = family_curve(summaries, "random subspace", metric)
     for e in equivalent_dims(summaries, metric, higher_is_better):
         def stat(s: Sequence[Summary], name: str = e.method) -> float | None:
             return next((q.random_dims for q in equivalent_dims(s, metric, higher_is_better) if q.method == name), None)
