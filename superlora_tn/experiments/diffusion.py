@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ._adapter import AdaptedModel, DeltaGenerator, linear_targets
 from ._common import Task, batches, seed_everything, train_loop
-from .methods import Method, TargetInfo, by_name
+from .methods import Method, TargetInfo, by_name, resolve_spec
 
 
 def time_embedding(t: Tensor, dim: int) -> Tensor:
@@ -307,10 +307,16 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
         with model.frozen_deltas():
             return model.adapter_params(), sched.sample(model, 64, seed=7)
 
+    def is_lora(method: Method) -> bool:
+        from ..facade import SuperLoRA
+
+        return SuperLoRA(info.targets, **resolve_spec(method.spec, info)).identify() == "lora"
+
     def finish(out: Path, artifacts: dict[tuple[str, int], tuple[int, Tensor]]) -> str:
         """Figure (first seed, same noise): no adaptation; the SuperLoRA setting closest to 30
         parameters and the random subspace of its size; the smallest SuperLoRA setting that
-        visibly moves the samples (at least half of its 64 panel samples judged 5-9) and the random
+        visibly moves the samples (at least half of its 64 panel samples judged 5-9; not one that
+        is plain LoRA, such as 2-D G=L r=1 here, since LoRA has its own panel) and the random
         subspace of its size; LoRA's smallest; full fine-tuning (those that were run)."""
         if not artifacts:
             return ""
@@ -320,7 +326,7 @@ def make_task(quick: bool = False, budget: DiffusionBudget | None = None) -> Tas
         with torch.no_grad():
             moved = {k: float((clf(v[2]).argmax(-1) >= 5).float().mean()) for k, v in shown.items()}
         picks = by_family(lambda m: m.kind == "zero-shot")
-        supers = sorted(by_family(lambda m: m.family.startswith("SuperLoRA")), key=lambda k: shown[k][1])
+        supers = sorted(by_family(lambda m: m.family.startswith("SuperLoRA") and not is_lora(m)), key=lambda k: shown[k][1])
         subspaces = {shown[k][1]: k for k in by_family(lambda m: m.kind == "subspace")}
         loras = by_family(lambda m: m.family == "LoRA")
         for pick in ([min(supers, key=lambda k: abs(shown[k][1] - 30))] if supers else []) + \
