@@ -292,3 +292,19 @@ def test_tables_rebuild_from_the_csv_files_without_training(tmp_path, monkeypatc
     text = (tmp_path / "b" / "digits_results.md").read_text()
     assert text == (tmp_path / "a" / "digits_results.md").read_text()
     assert "d90" in text and "**0.01: 70.0**" in text and "bootstrap" in text
+
+
+def test_shared_resamples_give_the_intervals_of_fresh_ones():
+    """A report computes the resamples once for all its statistics; every interval equals the one
+    from drawing them afresh for that statistic (same seed), computed here by hand."""
+    rows = _rows(SYNTH)
+    stat = report.curve_factor("S small", "acc")
+    rng = np.random.default_rng(0)
+    by_hand = [stat(report.aggregate(report.resample(rows, rng))) for _ in range(60)]
+    got = np.array([v for v in by_hand if v is not None], dtype=float)
+    shared = report.resamples(rows, 60)
+    iv = report.bootstrap(rows, stat, 60, draws=shared)
+    assert (iv.low, iv.high) == tuple(np.percentile(got, [2.5, 97.5]))
+    assert iv == report.bootstrap(rows, stat, 60)
+    other = report.bootstrap(rows, report.first_reaching_factor("LoRA r=1", "acc"), 60, draws=shared)
+    assert other == report.bootstrap(rows, report.first_reaching_factor("LoRA r=1", "acc"), 60)

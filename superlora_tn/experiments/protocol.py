@@ -26,6 +26,7 @@ rates, and from them the tables, can be rebuilt without training.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -204,10 +205,15 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> float:
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return 0.0
+    return t_quantile(0.5 + level / 2, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+
+
+@functools.lru_cache(maxsize=64)
+def t_quantile(p: float, dof: int) -> float:
+    """Student-t quantile (cached: a report's bootstrap asks for the same few thousands of times)."""
     from scipy import stats
 
-    t = float(stats.t.ppf(0.5 + level / 2, len(x) - 1))
-    return t * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return float(stats.t.ppf(p, dof))
 
 
 def search(

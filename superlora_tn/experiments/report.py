@@ -522,15 +522,27 @@ class Interval:
         return out
 
 
-def bootstrap(rows: Sequence[Row], statistic: object, n: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+def resamples(rows: Sequence[Row], n: int = 2000, seed: int = 0) -> list[list[Summary]]:
+    """The ``n`` bootstrap resamples of :func:`bootstrap`, aggregated: compute them once and pass
+    them as ``draws`` to every statistic of a report (the same resamples it would draw itself)."""
+    rng = np.random.default_rng(seed)
+    return [aggregate(resample(rows, rng)) for _ in range(n)]
+
+
+def bootstrap(rows: Sequence[Row], statistic: object, n: int = 2000, seed: int = 0, level: float = 0.95,
+              draws: Sequence[Sequence[Summary]] | None = None) -> Interval:
     """``statistic(summaries) -> float | None`` on the seed means, with a percentile bootstrap
     interval: each method's seeds resampled with replacement ``n`` times (with 3 seeds an interval
     of this kind is narrower than the truth; it shows which statements survive seed noise at all).
+    ``draws``: the resamples from :func:`resamples` (same ``rows``, ``n`` and ``seed``), shared
+    between statistics instead of drawn again.
     """
     value = statistic(aggregate(rows))  # type: ignore[operator]
-    rng = np.random.default_rng(seed)
-    draws = [statistic(aggregate(resample(rows, rng))) for _ in range(n)]  # type: ignore[operator]
-    got = np.array([d for d in draws if d is not None], dtype=float)
+    if draws is None:
+        draws = resamples(rows, n, seed)
+    n = len(draws)
+    stats = [statistic(d) for d in draws]  # type: ignore[operator]
+    got = np.array([d for d in stats if d is not None], dtype=float)
     if not len(got):
         return Interval(value, None, None, 0.0)
     lo, hi = np.percentile(got, [50 * (1 - level), 50 * (1 + level)])
@@ -567,15 +579,16 @@ def efficiency_intervals_markdown(rows: Sequence[Row], metric: str, higher_is_be
     and the factor against LoRA's curve per SuperLoRA setting."""
     n = n or BOOTSTRAP_DRAWS
     summaries = aggregate(rows)
+    draws = resamples(rows, n)
     lines = [f"| LoRA | first-reaching factor [95% bootstrap] on {metric} |", "|---|---|"]
     for e in efficiency(summaries, metric, higher_is_better):
-        iv = bootstrap(rows, first_reaching_factor(e.lora, metric, higher_is_better), n)
+        iv = bootstrap(rows, first_reaching_factor(e.lora, metric, higher_is_better), n, draws=draws)
         reached = f"{e.superlora} ({e.superlora_params:,} params)" if e.superlora else "none reaches it"
         lines.append(f"| {e.lora} | {iv.text(unit='x')}; {reached} |")
     lines += ["", f"| SuperLoRA setting | params | factor against LoRA's curve [95% bootstrap] on {metric} |",
               "|---|---:|---|"]
     for q in equal_quality(summaries, metric, higher_is_better):
-        iv = bootstrap(rows, curve_factor(q.method, metric, higher_is_better), n)
+        iv = bootstrap(rows, curve_factor(q.method, metric, higher_is_better), n, draws=draws)
         if iv.value is None and iv.defined == 0:
             continue
         lines.append(f"| {q.method} | {q.params:,} | {iv.text(unit='x')} |")
@@ -590,7 +603,8 @@ def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool =
     summaries = aggregate(rows)
     if not family_curve(summaries, "random subspace", metric):
         return "(no random-subspace rows in this run)\n"
-    iv = bootstrap(rows, lambda s: d90(s, metric, higher_is_better, baseline=baseline), n)
+    draws = resamples(rows, n)
+    iv = bootstrap(rows, lambda s: d90(s, metric, higher_is_better, baseline=baseline), n, draws=draws)
     target = gain_target(summaries, metric, baseline=baseline)
     curve = family_curve(summaries, "random subspace", metric)
     shown = iv.text(fmt="{:,.0f}")
@@ -604,7 +618,7 @@ def subspace_markdown(rows: Sequence[Row], metric: str, higher_is_better: bool =
         def stat(s: Sequence[Summary], name: str = e.method) -> float | None:
             return next((q.random_dims for q in equivalent_dims(s, metric, higher_is_better) if q.method == name), None)
 
-        eq = bootstrap(rows, stat, n)
+        eq = bootstrap(rows, stat, n, draws=draws)
         ratio = "-" if e.ratio is None else f"{e.ratio:.2g}x"
         shown = eq.text(fmt="{:,.0f}") if e.random_dims is not None else outside_curve(curve, e.value, higher_is_better)
         lines.append(f"| {e.method} | {e.params:,} | {e.value:.3g} | {shown} | {ratio} |")
