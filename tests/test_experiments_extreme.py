@@ -166,7 +166,8 @@ def test_a_parameter_with_its_own_rate_trains_at_that_rate():
     def loss(_):
         return torch.nn.functional.cross_entropy(model(x), y)
 
-    train_loop(model, loss, iter(range(10)), 10, 0.05, own_lr={"copies.1__weight": 0.0})
+    assert AdaptedModel.copy_name("1.weight") == "copies.1__weight" in dict(model.named_parameters())
+    train_loop(model, loss, iter(range(10)), 10, 0.05, own_lr={AdaptedModel.copy_name("1.weight"): 0.0})
     assert torch.equal(model.copies["1__weight"].detach(), head)
     assert any(not torch.equal(p.detach(), a) for p, a in zip(gen.parameters(), adapter))
     with pytest.raises(ValueError, match="names no trainable parameter"):

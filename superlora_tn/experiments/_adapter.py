@@ -184,6 +184,11 @@ class AdaptedModel(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return functional_call(self.base, self.overrides(), args, kwargs)
 
+    @staticmethod
+    def copy_name(name: str) -> str:
+        """The ``named_parameters()`` name of the trained copy of base parameter ``name``."""
+        return f"copies.{_key(name)}"
+
     def adapter_params(self) -> int:
         """Trainable parameters of the weight-update generator."""
         return 0 if self.generator is None else self.generator.num_params

@@ -240,7 +240,7 @@ def make_task(quick: bool = False, budget: MiniLMBudget | None = None) -> Task:
             return F.cross_entropy(model(train.hidden[b][idx]), train.labels[b][idx])
 
         own = {} if budget.head_lr is None or method.kind == "head" else {
-            f"copies.{name.replace('.', '__')}": budget.head_lr for name in head_names}
+            AdaptedModel.copy_name(name): budget.head_lr for name in head_names}
         train_loop(model, loss, train.batches(budget.batch_size, gen), method.steps or budget.steps,
                    task.lr(method), own_lr=own)
 
