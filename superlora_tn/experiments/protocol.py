@@ -102,7 +102,15 @@ def choose_rate(
 
 @dataclass(frozen=True)
 class TuningRecord:
-    """One tuning run: a method at one rate on one tuning seed, scored on the validation split."""
+    """One tuning run: a method at one rate on one tuning seed, scored on the validation split.
+
+    ``value`` is kept to the 6 significant digits the tuning CSV stores, so that a choice made
+    in the sweep is the choice recomputed from its CSV (the shipped rates), also where two
+    rates' means differ only by float rounding.
+
+    >>> TuningRecord("t", "m", "f", 1, 0.01, 0, "accuracy", 846 / 1204, 1.0).value
+    0.702658
+    """
 
     task: str
     method: str
@@ -114,6 +122,9 @@ class TuningRecord:
     value: float
     wall_s: float
     steps: int | None = None  # training steps of the tuning run (None: the task's full budget)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", float(f"{self.value:.6g}"))
 
 
 TUNING_FIELDS = ("task", "method", "family", "adapter_params", "lr", "seed", "metric", "value", "wall_s", "steps")
